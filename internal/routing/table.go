@@ -1,0 +1,415 @@
+package routing
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"hash/maphash"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
+)
+
+// Amount is a payout or revenue rule: a fixed amount, or a percent of the
+// conversion amount. Decimals are exact (never float).
+type Amount struct {
+	Percent bool            `json:"percent,omitempty"`
+	Value   decimal.Decimal `json:"value"`
+}
+
+// For returns the amount earned for a conversion of the given order amount.
+func (a Amount) For(orderAmount decimal.Decimal) decimal.Decimal {
+	if !a.Percent {
+		return a.Value
+	}
+	return orderAmount.Mul(a.Value).Shift(-2)
+}
+
+// Goal is a compiled Offer goal.
+type Goal struct {
+	ID      int64  `json:"id"`
+	Alias   string `json:"alias"`
+	Status  string `json:"status"`
+	Payout  Amount `json:"payout"`
+	Revenue Amount `json:"revenue"`
+}
+
+// Offer is a compiled Offer. Only the Offer owning its spec.id is in a table.
+type Offer struct {
+	Ref      string `json:"ref"` // namespace/name
+	ID       int64  `json:"id"`
+	Title    string `json:"title,omitempty"`
+	Currency string `json:"currency"`
+	// Enabled: the Offer is Ready and has promo codes enabled.
+	Enabled bool `json:"enabled"`
+	// TokenSHA256 is the SHA-256 of the postback token; empty when none is required.
+	TokenSHA256 []byte `json:"tokenSHA256,omitempty"`
+	Goals       []Goal `json:"goals"`
+	DefaultGoal int    `json:"defaultGoal"` // index into Goals
+}
+
+// RequiresToken reports whether postbacks must carry a token.
+func (o *Offer) RequiresToken() bool { return len(o.TokenSHA256) != 0 }
+
+// CheckToken compares token with the offer's token in constant time.
+func (o *Offer) CheckToken(token string) bool {
+	if !o.RequiresToken() {
+		return true
+	}
+	sum := sha256.Sum256([]byte(token))
+	return subtle.ConstantTimeCompare(sum[:], o.TokenSHA256) == 1
+}
+
+// Entry is one accepted PromoCode in the table.
+type Entry struct {
+	Code        string    `json:"code"` // as written in the spec
+	Ref         string    `json:"ref"`  // namespace/name of the PromoCode
+	OfferRef    string    `json:"offerRef"`
+	AffiliateID int64     `json:"affiliateID"`
+	Start       time.Time `json:"start,omitzero"` // inclusive; zero: unbounded
+	End         time.Time `json:"end,omitzero"`   // exclusive; zero: unbounded
+}
+
+// ActiveAt reports whether the entry's dates include t.
+func (e *Entry) ActiveAt(t time.Time) bool {
+	return (e.Start.IsZero() || !t.Before(e.Start)) && (e.End.IsZero() || t.Before(e.End))
+}
+
+// CodeGroup is every accepted PromoCode sharing one folded code, oldest first.
+// A group without entries in a Delta deletes the code.
+type CodeGroup struct {
+	Folded  string  `json:"folded"`
+	Entries []Entry `json:"entries,omitempty"`
+}
+
+// Snapshot is a whole table on the wire and on disk.
+type Snapshot struct {
+	Version string      `json:"version"`
+	Offers  []Offer     `json:"offers"`
+	Codes   []CodeGroup `json:"codes"`
+}
+
+// Delta changes a table: offers and code groups are replaced whole.
+type Delta struct {
+	Version       string      `json:"version"`
+	Offers        []Offer     `json:"offers,omitempty"`
+	DeletedOffers []string    `json:"deletedOffers,omitempty"`
+	Codes         []CodeGroup `json:"codes,omitempty"`
+}
+
+const shardCount = 256
+
+var shardSeed = maphash.MakeSeed()
+
+// Table is an immutable routing table. Apply returns a new table sharing
+// untouched shards, so a delta costs the size of what it touches.
+type Table struct {
+	version string
+	offers  map[string]*Offer // by ref
+	shards  [shardCount]map[string][]Entry
+	codes   int
+}
+
+func shardOf(folded string) int { return int(maphash.String(shardSeed, folded) % shardCount) }
+
+// shardOfBytes equals shardOf(string(b)) without converting.
+func shardOfBytes(b []byte) int { return int(maphash.Bytes(shardSeed, b) % shardCount) }
+
+// NewTable builds a table from a snapshot.
+func NewTable(s Snapshot) *Table {
+	t := &Table{version: s.Version, offers: make(map[string]*Offer, len(s.Offers))}
+	for i := range s.Offers {
+		t.offers[s.Offers[i].Ref] = &s.Offers[i]
+	}
+	for i := range t.shards {
+		t.shards[i] = make(map[string][]Entry, len(s.Codes)/shardCount+1)
+	}
+	for _, g := range s.Codes {
+		if len(g.Entries) > 0 {
+			t.shards[shardOf(g.Folded)][g.Folded] = g.Entries
+			t.codes++
+		}
+	}
+	return t
+}
+
+// Apply returns a new table with d applied; t is unchanged.
+func (t *Table) Apply(d Delta) *Table {
+	n := &Table{version: d.Version, offers: t.offers, shards: t.shards, codes: t.codes}
+	if len(d.Offers) > 0 || len(d.DeletedOffers) > 0 {
+		n.offers = maps.Clone(t.offers)
+		for _, ref := range d.DeletedOffers {
+			delete(n.offers, ref)
+		}
+		for i := range d.Offers {
+			o := d.Offers[i]
+			n.offers[o.Ref] = &o
+		}
+	}
+	var cloned [shardCount]bool
+	for _, g := range d.Codes {
+		s := shardOf(g.Folded)
+		if !cloned[s] {
+			n.shards[s], cloned[s] = maps.Clone(t.shards[s]), true
+		}
+		_, had := n.shards[s][g.Folded]
+		switch {
+		case len(g.Entries) == 0 && had:
+			delete(n.shards[s], g.Folded)
+			n.codes--
+		case len(g.Entries) > 0:
+			n.shards[s][g.Folded] = g.Entries
+			if !had {
+				n.codes++
+			}
+		}
+	}
+	return n
+}
+
+// Snapshot returns the table's contents, sorted for stable output.
+func (t *Table) Snapshot() Snapshot {
+	s := Snapshot{Version: t.version, Offers: make([]Offer, 0, len(t.offers)), Codes: make([]CodeGroup, 0, t.codes)}
+	for _, o := range t.offers {
+		s.Offers = append(s.Offers, *o)
+	}
+	slices.SortFunc(s.Offers, func(a, b Offer) int { return compareStrings(a.Ref, b.Ref) })
+	for i := range t.shards {
+		for f, es := range t.shards[i] {
+			s.Codes = append(s.Codes, CodeGroup{Folded: f, Entries: es})
+		}
+	}
+	slices.SortFunc(s.Codes, func(a, b CodeGroup) int { return compareStrings(a.Folded, b.Folded) })
+	return s
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Version is the version of the last snapshot or delta applied.
+func (t *Table) Version() string { return t.version }
+
+// Len returns the number of distinct (folded) codes.
+func (t *Table) Len() int { return t.codes }
+
+// Offers returns the number of offers.
+func (t *Table) Offers() int { return len(t.offers) }
+
+// Group returns the entries of a folded code.
+func (t *Table) Group(folded string) []Entry { return t.shards[shardOf(folded)][folded] }
+
+// Offer returns an offer by namespace/name.
+func (t *Table) Offer(ref string) *Offer { return t.offers[ref] }
+
+// Outcome is the result of a lookup: OK or why not, mapped by the tracker to
+// the reply of SPEC §3.
+type Outcome uint8
+
+const (
+	OK Outcome = iota
+	BadCode
+	UnknownCode
+	CodeNotOnOffer
+	CodeNotActive
+	UnknownGoal
+)
+
+var outcomeNames = [...]string{"ok", "bad_request", "unknown_code", "code_not_on_offer", "code_not_active", "unknown_goal"}
+
+// String returns the reason string of SPEC §3.
+func (o Outcome) String() string { return outcomeNames[o] }
+
+// Query is an attribution request. OfferID, GoalID zero and GoalAlias empty
+// mean "not given".
+type Query struct {
+	Code      string
+	OfferID   int64
+	GoalID    int64
+	GoalAlias string
+	At        time.Time
+}
+
+// Match is a successful attribution.
+type Match struct {
+	Entry *Entry
+	Offer *Offer
+	Goal  *Goal
+}
+
+// Lookup attributes q as SPEC §3 says. It does not allocate.
+func (t *Table) Lookup(q *Query) (Match, Outcome) {
+	var buf [MaxCodeLen]byte
+	n, ok := foldInto(&buf, q.Code)
+	if !ok {
+		return Match{}, BadCode
+	}
+	entries := t.shards[shardOfBytes(buf[:n])][string(buf[:n])]
+	if len(entries) == 0 {
+		return Match{}, UnknownCode
+	}
+	var m Match
+	out := CodeNotOnOffer
+	if q.OfferID == 0 {
+		out = CodeNotActive
+	}
+	for i := range entries {
+		e := &entries[i]
+		o := t.offers[e.OfferRef]
+		if q.OfferID != 0 && (o == nil || o.ID != q.OfferID) {
+			continue
+		}
+		if o == nil || !o.Enabled || !e.ActiveAt(q.At) {
+			out = CodeNotActive
+			if q.OfferID != 0 {
+				break
+			}
+			continue
+		}
+		m.Entry, m.Offer, out = e, o, OK
+		break
+	}
+	if out != OK {
+		return Match{}, out
+	}
+	if m.Goal = m.Offer.goal(q.GoalID, q.GoalAlias); m.Goal == nil {
+		return Match{}, UnknownGoal
+	}
+	return m, OK
+}
+
+func (o *Offer) goal(id int64, alias string) *Goal {
+	if id == 0 && alias == "" {
+		return &o.Goals[o.DefaultGoal]
+	}
+	for i := range o.Goals {
+		g := &o.Goals[i]
+		if (id == 0 || g.ID == id) && (alias == "" || g.Alias == alias) {
+			return g
+		}
+	}
+	return nil
+}
+
+// CompileOffer compiles an Offer that owns its id. tokenSHA256 is the hash of
+// its token secret (nil when none). The verdict decides Enabled.
+func CompileOffer(o *trackingv1alpha1.Offer, v OfferVerdict, tokenSHA256 []byte) (Offer, error) {
+	goals, err := compileGoals(o)
+	if err != nil {
+		return Offer{}, err
+	}
+	out := Offer{
+		Ref: RefOf(o).String(), ID: o.Spec.ID, Title: o.Spec.Title, Currency: o.Spec.Currency,
+		Enabled:     v.Ready && o.Spec.Tracking.PromoCodes.Enabled,
+		TokenSHA256: tokenSHA256, Goals: goals,
+	}
+	if out.Currency == "" {
+		out.Currency = "USD"
+	}
+	for i, g := range o.Spec.Goals {
+		if g.Default {
+			out.DefaultGoal = i
+		}
+	}
+	return out, nil
+}
+
+func compileGoals(o *trackingv1alpha1.Offer) ([]Goal, error) {
+	if len(o.Spec.Goals) == 0 {
+		return nil, fmt.Errorf("offer has no goals")
+	}
+	goals := make([]Goal, 0, len(o.Spec.Goals))
+	for _, g := range o.Spec.Goals {
+		payout, err := compileAmount(g.Payout)
+		if err != nil {
+			return nil, fmt.Errorf("goal %d payout: %w", g.ID, err)
+		}
+		revenue, err := compileAmount(g.Revenue)
+		if err != nil {
+			return nil, fmt.Errorf("goal %d revenue: %w", g.ID, err)
+		}
+		status := string(g.Status)
+		if status == "" {
+			status = string(trackingv1alpha1.GoalStatusApproved)
+		}
+		goals = append(goals, Goal{ID: g.ID, Alias: g.Alias, Status: status, Payout: payout, Revenue: revenue})
+	}
+	return goals, nil
+}
+
+func compileAmount(m trackingv1alpha1.Money) (Amount, error) {
+	switch {
+	case m.Fixed != nil && m.Percent == nil:
+		d, err := decimal.NewFromString(*m.Fixed)
+		return Amount{Value: d}, err
+	case m.Percent != nil && m.Fixed == nil:
+		d, err := decimal.NewFromString(*m.Percent)
+		return Amount{Percent: true, Value: d}, err
+	}
+	return Amount{}, fmt.Errorf("set exactly one of fixed or percent")
+}
+
+// CompileGroup compiles PromoCodes sharing one folded code (pass all of them)
+// into their table group: the accepted ones, oldest first.
+func CompileGroup(folded string, codes []*trackingv1alpha1.PromoCode) CodeGroup {
+	verdicts := ResolveCodes(codes)
+	sorted := slices.Clone(codes)
+	SortPromoCodes(sorted)
+	g := CodeGroup{Folded: folded}
+	for _, pc := range sorted {
+		if !verdicts[RefOf(pc)].Accepted {
+			continue
+		}
+		start, end := window(pc)
+		g.Entries = append(g.Entries, Entry{
+			Code: pc.Spec.Code, Ref: RefOf(pc).String(), OfferRef: OfferRefOf(pc).String(),
+			AffiliateID: pc.Spec.AffiliateID, Start: start.UTC(), End: end.UTC(),
+		})
+	}
+	return g
+}
+
+// Compile builds a whole table from every Offer and PromoCode. tokens maps
+// an Offer with a tokenSecretRef to the SHA-256 of its token; an Offer missing
+// from tokens has no readable secret.
+func Compile(version string, offers []*trackingv1alpha1.Offer, codes []*trackingv1alpha1.PromoCode, tokens map[Ref][]byte) Snapshot {
+	s := Snapshot{Version: version}
+	verdicts := ResolveOfferIDs(offers)
+	for _, o := range offers {
+		v := verdicts[RefOf(o)]
+		if v.Reason == ReasonDuplicateOfferID || v.Reason == ReasonInvalidSpec {
+			continue
+		}
+		hash, found := tokens[RefOf(o)]
+		v = WithToken(v, o, found)
+		if o.Spec.Tracking.TokenSecretRef == nil {
+			hash = nil
+		}
+		if co, err := CompileOffer(o, v, hash); err == nil {
+			s.Offers = append(s.Offers, co)
+		}
+	}
+	groups := map[string][]*trackingv1alpha1.PromoCode{}
+	for _, pc := range codes {
+		f := Fold(pc.Spec.Code)
+		groups[f] = append(groups[f], pc)
+	}
+	for f, g := range groups {
+		if cg := CompileGroup(f, g); len(cg.Entries) > 0 {
+			s.Codes = append(s.Codes, cg)
+		}
+	}
+	slices.SortFunc(s.Offers, func(a, b Offer) int { return compareStrings(a.Ref, b.Ref) })
+	slices.SortFunc(s.Codes, func(a, b CodeGroup) int { return compareStrings(a.Folded, b.Folded) })
+	return s
+}
