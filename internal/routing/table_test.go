@@ -1,0 +1,293 @@
+package routing
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
+)
+
+// world is a small platform: PROMO22 of affiliate 42 on summer (first) and
+// winter, a scheduled code, a code on a disabled offer, a rejected code, a
+// token-protected offer and an Offer that lost its id.
+func world() *Table {
+	vip := offer("shop", "vip", 9, true, 0)
+	vip.Spec.Tracking.TokenSecretRef = &trackingv1alpha1.SecretKeyRef{Name: "vip-token", Key: "token"}
+	hash := sha256.Sum256([]byte("s3cret"))
+	offers := []*trackingv1alpha1.Offer{
+		offer("shop", "summer", 7, true, 0),
+		offer("shop", "winter", 8, true, time.Second),
+		offer("shop", "off", 10, false, 0),
+		offer("other", "copycat", 7, true, time.Hour),
+		vip,
+	}
+	codes := []*trackingv1alpha1.PromoCode{
+		code("shop", "promo22-summer", "PROMO22", "summer", 42, 0),
+		code("shop", "promo22-winter", "promo22", "winter", 42, time.Minute),
+		code("other", "stolen", "PROMO22", "copycat", 5, 2*time.Minute),
+		dated(code("shop", "ny", "NEWYEAR27", "summer", 42, 0), t0.Add(24*time.Hour), t0.Add(48*time.Hour)),
+		code("shop", "offcode", "OFF1", "off", 42, 0),
+		code("other", "copy1", "COPY1", "copycat", 5, 0),
+		code("shop", "vip10", "VIP10", "vip", 7, 0),
+		code("shop", "ghost", "GHOST", "deleted-offer", 3, 0),
+	}
+	return NewTable(Compile("v1", offers, codes, map[Ref][]byte{{Namespace: "shop", Name: "vip"}: hash[:]}))
+}
+
+func TestLookup(t *testing.T) {
+	tbl := world()
+	now := t0.Add(time.Hour)
+	for _, tc := range []struct {
+		name    string
+		q       Query
+		out     Outcome
+		ref     string
+		goal    int64
+		offerID int64
+	}{
+		{"created first wins without offer_id", Query{Code: "promo22"}, OK, "shop/promo22-summer", 1, 7},
+		{"offer_id picks the reuse", Query{Code: "PROMO22", OfferID: 8}, OK, "shop/promo22-winter", 1, 8},
+		{"code on another offer", Query{Code: "PROMO22", OfferID: 99}, CodeNotOnOffer, "", 0, 0},
+		{"rejected code is not routed", Query{Code: "PROMO22", OfferID: 7}, OK, "shop/promo22-summer", 1, 7},
+		{"unknown code", Query{Code: "NOPE"}, UnknownCode, "", 0, 0},
+		{"malformed code", Query{Code: "PROMO-22"}, BadCode, "", 0, 0},
+		{"empty code", Query{Code: ""}, BadCode, "", 0, 0},
+		{"scheduled code is not active", Query{Code: "newyear27"}, CodeNotActive, "", 0, 0},
+		{"scheduled code active inside its dates", Query{Code: "newyear27", At: t0.Add(25 * time.Hour)}, OK, "shop/ny", 1, 7},
+		{"expired at end", Query{Code: "newyear27", At: t0.Add(48 * time.Hour)}, CodeNotActive, "", 0, 0},
+		{"scheduled with offer_id", Query{Code: "newyear27", OfferID: 7}, CodeNotActive, "", 0, 0},
+		{"disabled offer", Query{Code: "OFF1"}, CodeNotActive, "", 0, 0},
+		{"offer lost its id", Query{Code: "COPY1"}, CodeNotActive, "", 0, 0},
+		{"offer does not exist", Query{Code: "GHOST"}, CodeNotActive, "", 0, 0},
+		{"goal by id", Query{Code: "PROMO22", GoalID: 2}, OK, "shop/promo22-summer", 2, 7},
+		{"goal by alias", Query{Code: "PROMO22", GoalAlias: "lead"}, OK, "shop/promo22-summer", 2, 7},
+		{"goal id and alias agree", Query{Code: "PROMO22", GoalID: 2, GoalAlias: "lead"}, OK, "shop/promo22-summer", 2, 7},
+		{"goal id and alias disagree", Query{Code: "PROMO22", GoalID: 1, GoalAlias: "lead"}, UnknownGoal, "", 0, 0},
+		{"unknown goal id", Query{Code: "PROMO22", GoalID: 3}, UnknownGoal, "", 0, 0},
+		{"unknown goal alias", Query{Code: "PROMO22", GoalAlias: "install"}, UnknownGoal, "", 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.q.At.IsZero() {
+				tc.q.At = now
+			}
+			m, out := tbl.Lookup(&tc.q)
+			if out != tc.out {
+				t.Fatalf("outcome %s, want %s", out, tc.out)
+			}
+			if out != OK {
+				if m.Entry != nil {
+					t.Fatal("a failed lookup returned an entry")
+				}
+				return
+			}
+			if m.Entry.Ref != tc.ref || m.Goal.ID != tc.goal || m.Offer.ID != tc.offerID {
+				t.Fatalf("matched %s goal %d offer %d, want %s %d %d", m.Entry.Ref, m.Goal.ID, m.Offer.ID, tc.ref, tc.goal, tc.offerID)
+			}
+		})
+	}
+}
+
+func TestLookupStateAfterCompile(t *testing.T) {
+	tbl := world()
+	if m, out := tbl.Lookup(&Query{Code: "promo22", At: t0}); out != OK || m.Entry.Code != "PROMO22" || m.Entry.AffiliateID != 42 {
+		t.Fatalf("entry keeps the code as written and the affiliate: %+v %s", m.Entry, out)
+	}
+	if tbl.Len() != 6 || tbl.Offers() != 4 {
+		t.Fatalf("Len %d Offers %d: want 6 codes (rejected one left out) and 4 offers (duplicate id left out)", tbl.Len(), tbl.Offers())
+	}
+}
+
+func TestOutcomeNames(t *testing.T) {
+	want := map[Outcome]string{OK: "ok", BadCode: "bad_request", UnknownCode: "unknown_code",
+		CodeNotOnOffer: "code_not_on_offer", CodeNotActive: "code_not_active", UnknownGoal: "unknown_goal"}
+	for o, s := range want {
+		if o.String() != s {
+			t.Errorf("%d: %s, want %s", o, o, s)
+		}
+	}
+}
+
+func TestToken(t *testing.T) {
+	tbl := world()
+	m, out := tbl.Lookup(&Query{Code: "VIP10", At: t0})
+	if out != OK || !m.Offer.RequiresToken() {
+		t.Fatalf("vip offer must require a token: %s", out)
+	}
+	if !m.Offer.CheckToken("s3cret") || m.Offer.CheckToken("s3cre") || m.Offer.CheckToken("") {
+		t.Fatal("token comparison")
+	}
+	m, _ = tbl.Lookup(&Query{Code: "PROMO22", At: t0})
+	if m.Offer.RequiresToken() || !m.Offer.CheckToken("anything") {
+		t.Fatal("an offer without token accepts any")
+	}
+}
+
+func TestTokenSecretMissingDisablesOffer(t *testing.T) {
+	vip := offer("shop", "vip", 9, true, 0)
+	vip.Spec.Tracking.TokenSecretRef = &trackingv1alpha1.SecretKeyRef{Name: "vip-token", Key: "token"}
+	tbl := NewTable(Compile("v1", []*trackingv1alpha1.Offer{vip}, []*trackingv1alpha1.PromoCode{code("shop", "v", "VIP10", "vip", 7, 0)}, nil))
+	if _, out := tbl.Lookup(&Query{Code: "VIP10", At: t0}); out != CodeNotActive {
+		t.Fatalf("an offer whose token secret is missing routes nothing: %s", out)
+	}
+}
+
+func TestPayout(t *testing.T) {
+	m, _ := world().Lookup(&Query{Code: "PROMO22", At: t0})
+	amount := decimal.RequireFromString("19.99")
+	if got := m.Goal.Payout.For(amount); got.String() != "1.999" {
+		t.Errorf("10%% of 19.99 = %s, want exact 1.999", got)
+	}
+	if got := m.Goal.Revenue.For(amount); got.String() != "8" {
+		t.Errorf("fixed revenue %s", got)
+	}
+	if got := m.Goal.Payout.For(decimal.Zero); !got.IsZero() {
+		t.Errorf("percent of no amount %s", got)
+	}
+	lead, _ := world().Lookup(&Query{Code: "PROMO22", GoalAlias: "lead", At: t0})
+	if got := lead.Goal.Payout.For(amount); got.String() != "1.5" || lead.Goal.Status != "pending" {
+		t.Errorf("fixed payout %s status %s", got, lead.Goal.Status)
+	}
+	third := Amount{Percent: true, Value: decimal.RequireFromString("33.333333")}
+	if got := third.For(decimal.RequireFromString("0.01")); got.String() != "0.0033333333" {
+		t.Errorf("exact percent %s", got)
+	}
+}
+
+func TestLookupDoesNotAllocate(t *testing.T) {
+	tbl := world()
+	for _, q := range []Query{
+		{Code: "promo22", At: t0},
+		{Code: "PROMO22", OfferID: 8, GoalAlias: "lead", At: t0},
+		{Code: "nope", At: t0},
+		{Code: "bad-code", At: t0},
+	} {
+		if n := testing.AllocsPerRun(100, func() { tbl.Lookup(&q) }); n != 0 {
+			t.Errorf("Lookup(%q) allocates %v times", q.Code, n)
+		}
+	}
+}
+
+func TestApplyDelta(t *testing.T) {
+	before := world()
+	winter := offer("shop", "winter", 8, false, time.Second) // promo codes turned off
+	wo, err := CompileOffer(winter, OfferVerdict{Ready: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := before.Apply(Delta{
+		Version:       "v2",
+		Offers:        []Offer{wo},
+		DeletedOffers: []string{"shop/off"},
+		Codes: []CodeGroup{
+			{Folded: "NEWCODE", Entries: []Entry{{Code: "NewCode", Ref: "shop/new", OfferRef: "shop/summer", AffiliateID: 1}}},
+			{Folded: "COPY1"}, // deleted
+		},
+	})
+	if after.Version() != "v2" || before.Version() != "v1" {
+		t.Fatal("versions")
+	}
+	if _, out := after.Lookup(&Query{Code: "newcode", At: t0}); out != OK {
+		t.Errorf("added code: %s", out)
+	}
+	if _, out := after.Lookup(&Query{Code: "COPY1", At: t0}); out != UnknownCode {
+		t.Errorf("deleted code: %s", out)
+	}
+	if _, out := after.Lookup(&Query{Code: "PROMO22", OfferID: 8, At: t0}); out != CodeNotActive {
+		t.Errorf("disabled offer: %s", out)
+	}
+	if after.Offer("shop/off") != nil || after.Len() != before.Len() {
+		t.Errorf("offer delete / code count: %d vs %d", after.Len(), before.Len())
+	}
+	// The old table is untouched: readers holding it see a consistent view.
+	if _, out := before.Lookup(&Query{Code: "COPY1", At: t0}); out != CodeNotActive {
+		t.Errorf("old table changed: %s", out)
+	}
+	if _, out := before.Lookup(&Query{Code: "newcode", At: t0}); out != UnknownCode {
+		t.Errorf("old table changed: %s", out)
+	}
+	if _, out := before.Lookup(&Query{Code: "PROMO22", OfferID: 8, At: t0}); out != OK {
+		t.Errorf("old table changed: %s", out)
+	}
+}
+
+func TestSnapshotRoundTrip(t *testing.T) {
+	tbl := world()
+	b, err := json.Marshal(tbl.Snapshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s Snapshot
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	again := NewTable(s)
+	b2, _ := json.Marshal(again.Snapshot())
+	if string(b) != string(b2) {
+		t.Fatalf("round trip differs:\n%s\n%s", b, b2)
+	}
+	m, out := again.Lookup(&Query{Code: "newyear27", At: t0.Add(25 * time.Hour)})
+	if out != OK || m.Goal.Payout.For(decimal.RequireFromString("100")).String() != "10" {
+		t.Fatalf("decoded table: %s", out)
+	}
+}
+
+func bigTable(n int) (*Table, []string) {
+	offers := make([]*trackingv1alpha1.Offer, 0, 1000)
+	for i := range 1000 {
+		offers = append(offers, offer("shop", fmt.Sprintf("o%d", i), int64(i+1), true, 0))
+	}
+	codes := make([]*trackingv1alpha1.PromoCode, 0, n)
+	names := make([]string, 0, n)
+	for i := range n {
+		c := fmt.Sprintf("CODE%d", i)
+		codes = append(codes, code("shop", fmt.Sprintf("c%d", i), c, fmt.Sprintf("o%d", i%1000), int64(i%5000+1), 0))
+		names = append(names, c)
+	}
+	return NewTable(Compile("bench", offers, codes, nil)), names
+}
+
+func BenchmarkLookup(b *testing.B) {
+	for _, n := range []int{1_000, 100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("codes=%d", n), func(b *testing.B) {
+			tbl, names := bigTable(n)
+			b.ReportAllocs()
+			b.ResetTimer()
+			i := 0
+			for b.Loop() {
+				q := Query{Code: names[i%len(names)], At: t0}
+				if _, out := tbl.Lookup(&q); out != OK {
+					b.Fatal(out)
+				}
+				i++
+			}
+		})
+	}
+}
+
+func BenchmarkApplyDelta(b *testing.B) {
+	for _, n := range []int{1_000, 100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("codes=%d", n), func(b *testing.B) {
+			tbl, _ := bigTable(n)
+			d := Delta{Version: "d", Codes: []CodeGroup{{Folded: "EXTRA", Entries: []Entry{{Code: "EXTRA", Ref: "shop/x", OfferRef: "shop/o1", AffiliateID: 1}}}}}
+			b.ReportAllocs()
+			for b.Loop() {
+				tbl.Apply(d)
+			}
+		})
+	}
+}
+
+func BenchmarkCompile(b *testing.B) {
+	for _, n := range []int{1_000, 100_000} {
+		b.Run(fmt.Sprintf("codes=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				bigTable(n)
+			}
+		})
+	}
+}
