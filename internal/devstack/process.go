@@ -150,3 +150,6 @@ func portOr(preferred int) (int, error) {
 	}
 	return FreePort()
 }
+
+// Pid returns the process id.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }

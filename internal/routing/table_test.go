@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -287,6 +288,36 @@ func BenchmarkCompile(b *testing.B) {
 		b.Run(fmt.Sprintf("codes=%d", n), func(b *testing.B) {
 			for b.Loop() {
 				bigTable(n)
+			}
+		})
+	}
+}
+
+// BenchmarkTableMemory reports the heap a table holds per code, decoded from
+// its JSON snapshot as a tracker does.
+func BenchmarkTableMemory(b *testing.B) {
+	for _, n := range []int{100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("codes=%d", n), func(b *testing.B) {
+			tbl, _ := bigTable(n)
+			raw, err := json.Marshal(tbl.Snapshot())
+			if err != nil {
+				b.Fatal(err)
+			}
+			tbl = nil
+			for b.Loop() {
+				runtime.GC()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				var s Snapshot
+				if err := json.Unmarshal(raw, &s); err != nil {
+					b.Fatal(err)
+				}
+				t := NewTable(s)
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(t.Len()), "bytes/code")
+				b.ReportMetric(float64(len(raw))/float64(t.Len()), "wire-bytes/code")
+				runtime.KeepAlive(t)
 			}
 		})
 	}

@@ -1,0 +1,110 @@
+// Command bench measures promo-operator on this machine against baselines
+// measured in the same run, and writes docs/benchmarks.md with PNG charts
+// (`make bench`). Sub-commands serve the baselines in their own processes.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "serve-ceiling":
+			must(serveCeiling(os.Args[2]))
+			return
+		case "serve-naive":
+			must(serveNaive(os.Args[2], os.Args[3]))
+			return
+		}
+	}
+	root := flag.String("root", "../..", "repository root")
+	step := flag.Duration("step", 5*time.Second, "duration of each fixed-load step")
+	loads := flag.String("loads", "2000,5000,10000,20000", "offered loads (req/s) for the latency table")
+	codes := flag.Int("codes", 100_000, "codes in the tracker's table")
+	propagation := flag.Bool("propagation", true, "measure kubectl apply -> servable through the whole stack")
+	scaleList := flag.String("scales", "1000,100000", "existing PromoCodes for the propagation runs")
+	out := flag.String("out", "docs/benchmarks.md", "report path, relative to root")
+	flag.Parse()
+	scales = parseLoads(*scaleList)
+	abs, err := filepath.Abs(*root)
+	must(err)
+	r := &report{Root: abs, Started: time.Now(), Machine: machine()}
+	ctx := context.Background()
+	must(runTracker(ctx, r, *step, parseLoads(*loads), *codes))
+	must(runLookup(ctx, r))
+	if *propagation {
+		must(runPropagation(ctx, r))
+	}
+	must(r.write(filepath.Join(abs, *out)))
+	fmt.Printf("wrote %s\n", filepath.Join(abs, *out))
+}
+
+func must(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func parseLoads(s string) []int {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		var n int
+		if _, err := fmt.Sscan(strings.TrimSpace(f), &n); err == nil && n > 0 {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func machine() string {
+	cpu := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				cpu = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+				break
+			}
+		}
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		mem = strings.Fields(strings.SplitN(string(b), "\n", 2)[0])[1] + " kB RAM"
+	}
+	pg := ""
+	if out, err := exec.Command("bash", "-c", "ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1").Output(); err == nil {
+		if v, err := exec.Command(filepath.Join(strings.TrimSpace(string(out)), "postgres"), "--version").Output(); err == nil {
+			pg = strings.TrimSpace(string(v))
+		}
+	}
+	return fmt.Sprintf("%d cores (%s), %s, %s, %s %s/%s", runtime.NumCPU(), cpu, mem, pg, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// run runs a command in dir and returns its stdout, failing with its output.
+func run(ctx context.Context, dir string, env []string, name string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("%s %s: %w\n%s%s", name, strings.Join(args, " "), err, out.String(), errb.String())
+	}
+	return out.String(), nil
+}
+
+func toJSON(v any) string {
+	b, _ := json.MarshalIndent(v, "", "  ")
+	return string(b)
+}

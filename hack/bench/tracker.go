@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
+	"promocodes.dev/promo-operator/hack/bench/load"
+	"promocodes.dev/promo-operator/internal/devstack"
+	"promocodes.dev/promo-operator/internal/routing"
+)
+
+type target struct {
+	Name       string        `json:"name"`
+	Saturation load.Result   `json:"saturation"`
+	Steps      []load.Result `json:"steps"`
+	Acked      int           `json:"acked"`
+	Rows       int           `json:"rows"`
+	Lost       int           `json:"lost"`
+	Writes     bool          `json:"writes"`
+}
+
+// snapshotFile writes a routing table with n codes over 1000 offers, the
+// table the tracker serves during the benchmark.
+func snapshotFile(path string, n int) ([]string, error) {
+	created := metav1.NewTime(time.Now().Add(-time.Hour))
+	var offers []*trackingv1alpha1.Offer
+	for i := range 1000 {
+		offers = append(offers, &trackingv1alpha1.Offer{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: fmt.Sprintf("offer%d", i), CreationTimestamp: created},
+			Spec: trackingv1alpha1.OfferSpec{ID: int64(i + 1), Currency: "USD",
+				Tracking: trackingv1alpha1.Tracking{PromoCodes: trackingv1alpha1.PromoCodeTracking{Enabled: true}},
+				Goals: []trackingv1alpha1.Goal{{ID: 1, Alias: "sale", Default: true, Status: "approved",
+					Payout: trackingv1alpha1.Money{Percent: ptr.To("10")}, Revenue: trackingv1alpha1.Money{Fixed: ptr.To("8.00")}}}},
+		})
+	}
+	codes := make([]*trackingv1alpha1.PromoCode, 0, n)
+	names := make([]string, 0, n)
+	for i := range n {
+		c := fmt.Sprintf("BENCH%d", i)
+		names = append(names, c)
+		codes = append(codes, &trackingv1alpha1.PromoCode{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: fmt.Sprintf("c%d", i), CreationTimestamp: created},
+			Spec: trackingv1alpha1.PromoCodeSpec{Code: c, OfferRef: trackingv1alpha1.LocalOfferReference{Name: fmt.Sprintf("offer%d", i%1000)}, AffiliateID: int64(i%5000 + 1)},
+		})
+	}
+	b, err := json.Marshal(routing.Compile("bench-1", offers, codes, nil))
+	if err != nil {
+		return nil, err
+	}
+	return names, os.WriteFile(path, b, 0o644)
+}
+
+type server struct {
+	cmd  *exec.Cmd
+	url  string
+	done chan struct{}
+}
+
+func startServer(ctx context.Context, name, logDir string, env []string, bin string, args ...string) (*server, error) {
+	log, err := os.Create(filepath.Join(logDir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &server{cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); _ = log.Close(); close(s.done) }()
+	return s, nil
+}
+
+func (s *server) stop() {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		<-s.done
+	}
+}
+
+func waitReady(ctx context.Context, u string) error {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		if r, err := devstack.Track(ctx, u, url.Values{"code": {"X"}}); err == nil || r.HTTPStatus != 0 {
+			if r.HTTPStatus != 503 {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not ready", u)
+}
+
+func runTracker(ctx context.Context, r *report, step time.Duration, loads []int, nCodes int) error {
+	dir, err := os.MkdirTemp("", "promo-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	fmt.Println("==> building bin/tracker and the benchmark binary")
+	if _, err := run(ctx, r.Root, nil, "go", "build", "-o", filepath.Join(r.Root, "bin", "tracker"), "./cmd/tracker"); err != nil {
+		return err
+	}
+	self := filepath.Join(dir, "bench")
+	if _, err := run(ctx, filepath.Join(r.Root, "hack", "bench"), nil, "go", "build", "-o", self, "."); err != nil {
+		return err
+	}
+	fmt.Println("==> starting PostgreSQL (fsync on, synchronous_commit on)")
+	pgDir := filepath.Join(dir, "pg")
+	out, err := run(ctx, r.Root, nil, "bash", "hack/ensure-postgres.sh", "start", pgDir)
+	if err != nil {
+		return err
+	}
+	defer func() { _, _ = run(context.Background(), r.Root, nil, "bash", "hack/ensure-postgres.sh", "stop", pgDir) }()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	dbURL := strings.TrimSpace(lines[len(lines)-1])
+	if _, err := run(ctx, r.Root, nil, filepath.Join(r.Root, "bin", "tracker"), "migrate", "--database-url="+dbURL); err != nil {
+		return err
+	}
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	var sc string
+	_ = conn.QueryRow(ctx, "show synchronous_commit").Scan(&sc)
+	r.Notes = append(r.Notes, "PostgreSQL synchronous_commit="+sc+", fsync on, a private cluster on the same machine")
+	snap := filepath.Join(dir, "snapshot.json")
+	codes, err := snapshotFile(snap, nCodes)
+	if err != nil {
+		return err
+	}
+	r.TableCodes = nCodes
+
+	type spec struct {
+		name string
+		bin  string
+		args func(addr string) []string
+	}
+	specs := []spec{
+		{"ceiling (pixel, no write)", self, func(a string) []string { return []string{"serve-ceiling", a} }},
+		{"naive (1 INSERT per request)", self, func(a string) []string { return []string{"serve-naive", a, dbURL} }},
+		{"promo-operator tracker", filepath.Join(r.Root, "bin", "tracker"), func(a string) []string {
+			return []string{"--listen=" + a, "--database-url=" + dbURL, "--snapshot-file=" + snap}
+		}},
+	}
+	for ti, sp := range specs {
+		port, err := devstack.FreePort()
+		if err != nil {
+			return err
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		fmt.Printf("==> %s on %s\n", sp.name, addr)
+		srv, err := startServer(ctx, fmt.Sprintf("target%d", ti), dir, nil, sp.bin, sp.args(addr)...)
+		if err != nil {
+			return err
+		}
+		base := "http://" + addr
+		if err := waitReady(ctx, base); err != nil {
+			srv.stop()
+			return err
+		}
+		if _, err := conn.Exec(ctx, "truncate conversions"); err != nil {
+			srv.stop()
+			return err
+		}
+		t := target{Name: sp.name, Writes: ti > 0}
+		var mu sync.Mutex
+		acked := map[string]bool{}
+		runOnce := func(tag string, rate, workers int, d time.Duration) load.Result {
+			prefix := fmt.Sprintf("t%d-%s-", ti, tag)
+			res := load.Run(ctx, load.Config{Rate: rate, Duration: d, Workers: workers,
+				URL: func(i int) string {
+					c := codes[rand.IntN(len(codes))]
+					u := fmt.Sprintf("%s/track/promo?code=%s&amount=19.99&adv_order_id=%s%d", base, c, prefix, i)
+					if i%2 == 1 {
+						u += "&return=img"
+					}
+					return u
+				},
+				OnReply: func(i, status int, promo string, body []byte) {
+					if status == 200 && (promo == "approved" || strings.Contains(string(body), `"approved"`)) {
+						mu.Lock()
+						acked[fmt.Sprintf("%s%d", prefix, i)] = true
+						mu.Unlock()
+					}
+				},
+			})
+			fmt.Printf("    %s: %s\n", tag, res)
+			return res
+		}
+		runOnce("warmup", 1000, 64, 2*time.Second)
+		t.Saturation = runOnce("saturation", 100_000, 256, step)
+		for _, l := range loads {
+			t.Steps = append(t.Steps, runOnce(fmt.Sprintf("load%d", l), l, 512, step))
+		}
+		srv.stop() // graceful: the tracker drains its queue before exiting
+		rows, err := conn.Query(ctx, "select adv_order_id from conversions")
+		if err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			seen[id] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		t.Acked, t.Rows = len(acked), len(seen)
+		for id := range acked {
+			if !seen[id] {
+				t.Lost++
+			}
+		}
+		fmt.Printf("    acknowledged %d, rows %d, lost %d\n", t.Acked, t.Rows, t.Lost)
+		r.Targets = append(r.Targets, t)
+	}
+	return nil
+}
