@@ -19,15 +19,15 @@ import (
 	"k8s.io/utils/ptr"
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
-	"promocodes.dev/promo-operator/hack/bench/load"
+	"promocodes.dev/promo-operator/internal/loadgen"
 	"promocodes.dev/promo-operator/internal/devstack"
 	"promocodes.dev/promo-operator/internal/routing"
 )
 
 type target struct {
 	Name       string        `json:"name"`
-	Saturation load.Result   `json:"saturation"`
-	Steps      []load.Result `json:"steps"`
+	Saturation loadgen.Result   `json:"saturation"`
+	Steps      []loadgen.Result `json:"steps"`
 	Acked      int           `json:"acked"`
 	Rows       int           `json:"rows"`
 	Lost       int           `json:"lost"`
@@ -187,9 +187,9 @@ func runTracker(ctx context.Context, r *report, step time.Duration, loads []int,
 		t := target{Name: sp.name, Writes: ti > 0}
 		var mu sync.Mutex
 		acked := map[string]bool{}
-		runOnce := func(tag string, rate, workers int, d time.Duration) load.Result {
+		runOnce := func(tag string, rate, workers int, d time.Duration) loadgen.Result {
 			prefix := fmt.Sprintf("t%d-%s-", ti, tag)
-			res := load.Run(ctx, load.Config{Rate: rate, Duration: d, Workers: workers,
+			res := loadgen.Run(ctx, loadgen.Config{Rate: rate, Duration: d, Workers: workers,
 				URL: func(i int) string {
 					c := codes[rand.IntN(len(codes))]
 					u := fmt.Sprintf("%s/track/promo?code=%s&amount=19.99&adv_order_id=%s%d", base, c, prefix, i)

@@ -1,8 +1,8 @@
-// Package load is an open-loop HTTP load generator whose latencies are free
+// Package loadgen is an open-loop HTTP load generator whose latencies are free
 // of coordinated omission: request i is due at start + i/rate, and its
 // latency is measured from that due time, so a stalled server is charged for
 // the requests it kept waiting, not only for the ones it answered.
-package load
+package loadgen
 
 import (
 	"context"
