@@ -29,6 +29,16 @@ func (a Amount) For(orderAmount decimal.Decimal) decimal.Decimal {
 	return orderAmount.Mul(a.Value).Shift(-2)
 }
 
+// Text returns For(orderAmount) as an exact decimal string: a fixed amount
+// keeps the scale it was written with ("8.00"); a computed percentage is
+// written without trailing zeros ("1.999").
+func (a Amount) Text(orderAmount decimal.Decimal) string {
+	if !a.Percent && a.Value.Exponent() < 0 {
+		return a.Value.StringFixed(-a.Value.Exponent())
+	}
+	return a.For(orderAmount).String()
+}
+
 // Goal is a compiled Offer goal.
 type Goal struct {
 	ID      int64  `json:"id"`

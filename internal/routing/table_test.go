@@ -322,3 +322,14 @@ func BenchmarkTableMemory(b *testing.B) {
 		})
 	}
 }
+
+func TestAmountText(t *testing.T) {
+	fixed := Amount{Value: decimal.RequireFromString("8.00")}
+	pct := Amount{Percent: true, Value: decimal.RequireFromString("10")}
+	if got := fixed.Text(decimal.RequireFromString("3")); got != "8.00" {
+		t.Errorf("fixed keeps its scale: %s", got)
+	}
+	if got := pct.Text(decimal.RequireFromString("19.99")); got != "1.999" {
+		t.Errorf("percent: %s", got)
+	}
+}

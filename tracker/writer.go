@@ -1,0 +1,209 @@
+package tracker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Row is one conversion to store (SPEC §4).
+type Row struct {
+	ID           uuid.UUID
+	CreatedAt    time.Time
+	PromoCode    string
+	PromoCodeRef string
+	OfferID      int64
+	AffiliateID  int64
+	GoalID       int64
+	Status       string
+	Amount       string // exact decimals as text, cast to numeric by PostgreSQL
+	Payout       string
+	Revenue      string
+	Currency     string
+	AdvOrderID   string // "" means none
+	AdvParams    [5]string
+	Source       string
+	IP           string
+	UserAgent    string
+}
+
+// Result is what the writer tells a waiting request.
+type Result struct {
+	// Duplicate: a conversion with the same (offer, goal, adv_order_id)
+	// already exists; ExistingID names it when it could be read.
+	Duplicate  bool
+	ExistingID uuid.UUID
+	Err        error
+}
+
+// ErrQueueFull is returned when the bounded queue has no room.
+var ErrQueueFull = errors.New("write queue full")
+
+type pending struct {
+	row  Row
+	done chan Result
+}
+
+// Writer commits rows in batches (group commit): each writer goroutine takes
+// everything queued — up to BatchMax rows — and inserts it in one statement
+// and one transaction; every request is answered after its commit.
+type Writer struct {
+	pool     *pgxpool.Pool
+	queue    chan pending
+	batchMax int
+	metrics  *Metrics
+	stopped  chan struct{}
+}
+
+// NewWriter returns a writer with a queue of queueSize rows.
+func NewWriter(pool *pgxpool.Pool, queueSize, batchMax int, m *Metrics) *Writer {
+	return &Writer{pool: pool, queue: make(chan pending, queueSize), batchMax: batchMax, metrics: m, stopped: make(chan struct{})}
+}
+
+// Submit queues a row and waits for its commit. It never blocks on a full
+// queue: it fails with ErrQueueFull instead.
+func (w *Writer) Submit(ctx context.Context, row Row) Result {
+	p := pending{row: row, done: make(chan Result, 1)}
+	select {
+	case w.queue <- p:
+	default:
+		return Result{Err: ErrQueueFull}
+	}
+	w.metrics.QueueDepth.Set(float64(len(w.queue)))
+	// Once queued, the row will be committed or failed by the writer even if
+	// the client goes away; wait for that so the answer is true.
+	return <-p.done
+}
+
+// Run runs n writer goroutines until the queue is closed by Close and
+// drained.
+func (w *Writer) Run(n int) {
+	done := make(chan struct{}, n)
+	for range n {
+		go func() {
+			w.loop()
+			done <- struct{}{}
+		}()
+	}
+	go func() {
+		for range n {
+			<-done
+		}
+		close(w.stopped)
+	}()
+}
+
+// Close stops accepting rows, commits everything queued and returns when done.
+func (w *Writer) Close() {
+	close(w.queue)
+	<-w.stopped
+}
+
+func (w *Writer) loop() {
+	batch := make([]pending, 0, w.batchMax)
+	for {
+		p, ok := <-w.queue
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], p)
+	fill:
+		for len(batch) < w.batchMax {
+			select {
+			case p, ok := <-w.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, p)
+			default:
+				break fill
+			}
+		}
+		w.metrics.QueueDepth.Set(float64(len(w.queue)))
+		w.commit(batch)
+	}
+}
+
+const insertSQL = `INSERT INTO conversions (id, created_at, promo_code, promo_code_ref, offer_id, affiliate_id, goal_id,
+	status, amount, payout, revenue, currency, adv_order_id, adv_param1, adv_param2, adv_param3, adv_param4, adv_param5,
+	source, ip, user_agent)
+SELECT id, created_at, promo_code, promo_code_ref, offer_id, affiliate_id, goal_id,
+	status, amount::numeric, payout::numeric, revenue::numeric, currency, adv_order_id, p1, p2, p3, p4, p5,
+	source, ip::inet, user_agent
+FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::int8[],
+	$8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[],
+	$19::text[], $20::text[], $21::text[])
+	AS u(id, created_at, promo_code, promo_code_ref, offer_id, affiliate_id, goal_id, status, amount, payout, revenue, currency,
+	adv_order_id, p1, p2, p3, p4, p5, source, ip, user_agent)
+ON CONFLICT (offer_id, goal_id, adv_order_id) WHERE adv_order_id IS NOT NULL DO NOTHING
+RETURNING id`
+
+func nullable(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
+
+func (w *Writer) commit(batch []pending) {
+	start := time.Now()
+	n := len(batch)
+	ids := make([]uuid.UUID, n)
+	created := make([]time.Time, n)
+	var codes, refs, statuses, amounts, payouts, revenues, currencies, sources, uas = make([]string, n), make([]string, n),
+		make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	offers, affiliates, goals := make([]int64, n), make([]int64, n), make([]int64, n)
+	orders, ips := make([]pgtype.Text, n), make([]pgtype.Text, n)
+	var params [5][]pgtype.Text
+	for i := range params {
+		params[i] = make([]pgtype.Text, n)
+	}
+	for i, p := range batch {
+		r := p.row
+		ids[i], created[i], codes[i], refs[i] = r.ID, r.CreatedAt, r.PromoCode, r.PromoCodeRef
+		offers[i], affiliates[i], goals[i] = r.OfferID, r.AffiliateID, r.GoalID
+		statuses[i], amounts[i], payouts[i], revenues[i], currencies[i] = r.Status, r.Amount, r.Payout, r.Revenue, r.Currency
+		orders[i], sources[i], ips[i], uas[i] = nullable(r.AdvOrderID), r.Source, nullable(r.IP), r.UserAgent
+		for j := range params {
+			params[j][i] = nullable(r.AdvParams[j])
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	inserted := make(map[uuid.UUID]bool, n)
+	err := func() error {
+		rows, err := w.pool.Query(ctx, insertSQL, ids, created, codes, refs, offers, affiliates, goals, statuses, amounts, payouts,
+			revenues, currencies, orders, params[0], params[1], params[2], params[3], params[4], sources, ips, uas)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id uuid.UUID
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			inserted[id] = true
+		}
+		return rows.Err()
+	}()
+	w.metrics.BatchSize.Observe(float64(n))
+	w.metrics.CommitSeconds.Observe(time.Since(start).Seconds())
+	if err != nil {
+		err = fmt.Errorf("storing %d conversions: %w", n, err)
+		for _, p := range batch {
+			p.done <- Result{Err: err}
+		}
+		return
+	}
+	for _, p := range batch {
+		if inserted[p.row.ID] {
+			p.done <- Result{}
+			continue
+		}
+		res := Result{Duplicate: true}
+		_ = w.pool.QueryRow(ctx, `SELECT id FROM conversions WHERE offer_id = $1 AND goal_id = $2 AND adv_order_id = $3`,
+			p.row.OfferID, p.row.GoalID, p.row.AdvOrderID).Scan(&res.ExistingID)
+		p.done <- res
+	}
+}
