@@ -19,19 +19,19 @@ import (
 	"k8s.io/utils/ptr"
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
-	"promocodes.dev/promo-operator/internal/loadgen"
 	"promocodes.dev/promo-operator/internal/devstack"
+	"promocodes.dev/promo-operator/internal/loadgen"
 	"promocodes.dev/promo-operator/internal/routing"
 )
 
 type target struct {
-	Name       string        `json:"name"`
+	Name       string           `json:"name"`
 	Saturation loadgen.Result   `json:"saturation"`
 	Steps      []loadgen.Result `json:"steps"`
-	Acked      int           `json:"acked"`
-	Rows       int           `json:"rows"`
-	Lost       int           `json:"lost"`
-	Writes     bool          `json:"writes"`
+	Acked      int              `json:"acked"`
+	Rows       int              `json:"rows"`
+	Lost       int              `json:"lost"`
+	Writes     bool             `json:"writes"`
 }
 
 // snapshotFile writes a routing table with n codes over 1000 offers, the
@@ -55,7 +55,7 @@ func snapshotFile(path string, n int) ([]string, error) {
 		names = append(names, c)
 		codes = append(codes, &trackingv1alpha1.PromoCode{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: fmt.Sprintf("c%d", i), CreationTimestamp: created},
-			Spec: trackingv1alpha1.PromoCodeSpec{Code: c, OfferRef: trackingv1alpha1.LocalOfferReference{Name: fmt.Sprintf("offer%d", i%1000)}, AffiliateID: int64(i%5000 + 1)},
+			Spec:       trackingv1alpha1.PromoCodeSpec{Code: c, OfferRef: trackingv1alpha1.LocalOfferReference{Name: fmt.Sprintf("offer%d", i%1000)}, AffiliateID: int64(i%5000 + 1)},
 		})
 	}
 	b, err := json.Marshal(routing.Compile("bench-1", offers, codes, nil))
@@ -131,7 +131,9 @@ func runTracker(ctx context.Context, r *report, step time.Duration, loads []int,
 	if err != nil {
 		return err
 	}
-	defer func() { _, _ = run(context.Background(), r.Root, nil, "bash", "hack/ensure-postgres.sh", "stop", pgDir) }()
+	defer func() {
+		_, _ = run(context.Background(), r.Root, nil, "bash", "hack/ensure-postgres.sh", "stop", pgDir)
+	}()
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	dbURL := strings.TrimSpace(lines[len(lines)-1])
 	if _, err := run(ctx, r.Root, nil, filepath.Join(r.Root, "bin", "tracker"), "migrate", "--database-url="+dbURL); err != nil {

@@ -342,4 +342,3 @@ func shellQuote(v string) string {
 	}
 	return "'" + strings.ReplaceAll(v, "'", `'\''`) + "'"
 }
-

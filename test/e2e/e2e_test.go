@@ -174,8 +174,8 @@ func wantReason(t *testing.T, what, reason string, kv ...string) {
 
 type row struct {
 	code, ref, status, currency, source string
-	offer, affiliate, goal             int64
-	amount, payout, revenue            string
+	offer, affiliate, goal              int64
+	amount, payout, revenue             string
 }
 
 func conversion(t *testing.T, id string) row {
