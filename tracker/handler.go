@@ -27,11 +27,16 @@ var gif = []byte("GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf
 const iframePage = "<!doctype html><html><head><meta charset=\"utf-8\"><title></title></head><body></body></html>"
 
 // reply is the JSON body of a postback reply.
+// Errors carry their SPEC §3 code in both status and reason, and a human
+// explanation of what to fix in message.
 type reply struct {
 	Status       string `json:"status"`
 	ConversionID string `json:"conversion_id,omitempty"`
 	Reason       string `json:"reason,omitempty"`
+	Message      string `json:"message,omitempty"`
 }
+
+func fail(code, message string) reply { return reply{Status: code, Reason: code, Message: message} }
 
 // Handler answers /track/promo.
 type Handler struct {
@@ -53,7 +58,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rep, code := h.track(w, r, received, &source)
 	h.Metrics.Requests.WithLabelValues(rep.Status, source).Inc()
 	if source != "postback" {
-		writePixel(w, source, rep.Status, rep.Reason)
+		writePixel(w, source, rep.Status)
 	} else {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
@@ -68,11 +73,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // and a human explanation as reply.Reason.
 func (h *Handler) track(w http.ResponseWriter, r *http.Request, received time.Time, source *string) (reply, int) {
 	if len(r.URL.RawQuery) > maxQueryBytes {
-		return reply{Status: "bad_request", Reason: "query string longer than 8 KiB"}, http.StatusRequestURITooLong
+		return fail("bad_request", "query string longer than 8 KiB"), http.StatusRequestURITooLong
 	}
 	values, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return reply{Status: "bad_request", Reason: "malformed query string"}, http.StatusBadRequest
+		return fail("bad_request", "malformed query string"), http.StatusBadRequest
 	}
 	if ret := values.Get("return"); ret == "js" || ret == "img" || ret == "iframe" {
 		*source = ret
@@ -84,9 +89,9 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, received time.Ti
 		if err := r.ParseForm(); err != nil {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
-				return reply{Status: "bad_request", Reason: "body larger than 64 KiB"}, http.StatusRequestEntityTooLarge
+				return fail("bad_request", "body larger than 64 KiB"), http.StatusRequestEntityTooLarge
 			}
-			return reply{Status: "bad_request", Reason: "malformed form body"}, http.StatusBadRequest
+			return fail("bad_request", "malformed form body"), http.StatusBadRequest
 		}
 		values = r.Form
 		if ret := values.Get("return"); ret == "js" || ret == "img" || ret == "iframe" {
@@ -94,31 +99,31 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, received time.Ti
 		}
 	default:
 		w.Header().Set("Allow", "GET, POST")
-		return reply{Status: "method_not_allowed", Reason: "use GET or POST"}, http.StatusMethodNotAllowed
+		return fail("method_not_allowed", "use GET or POST"), http.StatusMethodNotAllowed
 	}
 	p, err := ParseParams(values)
 	if err != nil {
-		return reply{Status: "bad_request", Reason: err.Error()}, http.StatusBadRequest
+		return fail("bad_request", err.Error()), http.StatusBadRequest
 	}
 	table := h.Routes.Load()
 	if table == nil {
-		return reply{Status: "not_ready", Reason: "no routing table yet"}, http.StatusServiceUnavailable
+		return fail("not_ready", "no routing table yet"), http.StatusServiceUnavailable
 	}
 	m, out := table.Lookup(&routing.Query{Code: p.Code, OfferID: p.OfferID, GoalID: p.GoalID, GoalAlias: p.GoalAlias, At: received})
 	if out != routing.OK {
-		return reply{Status: out.String(), Reason: outcomeReason[out]}, http.StatusNotFound
+		return fail(out.String(), outcomeReason[out]), http.StatusNotFound
 	}
 	if !m.Offer.CheckToken(p.Token) {
-		return reply{Status: "invalid_token", Reason: "token missing or wrong for this offer"}, http.StatusForbidden
+		return fail("invalid_token", "token missing or wrong for this offer"), http.StatusForbidden
 	}
 	row := h.row(r, p, m, received, *source)
 	res := h.Writer.Submit(r.Context(), row)
 	switch {
 	case res.Err != nil:
 		h.Log.Error("Failed to store conversion", "offer", row.OfferID, "code_ref", row.PromoCodeRef, "err", res.Err)
-		return reply{Status: "storage_unavailable", Reason: "conversion not stored; retry later"}, http.StatusServiceUnavailable
+		return fail("storage_unavailable", "conversion not stored; retry later"), http.StatusServiceUnavailable
 	case res.Duplicate:
-		rep := reply{Status: "duplicate", Reason: "adv_order_id already recorded for this offer and goal"}
+		rep := reply{Status: "duplicate", Reason: "duplicate", Message: "adv_order_id already recorded for this offer and goal"}
 		if res.ExistingID != uuid.Nil {
 			rep.ConversionID = res.ExistingID.String()
 		}
@@ -189,14 +194,11 @@ func sanitize(s string, max int) string {
 	return s
 }
 
-func writePixel(w http.ResponseWriter, kind, status, reason string) {
+func writePixel(w http.ResponseWriter, kind, status string) {
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
 	h.Set("X-Promo-Status", status)
-	if reason != "" && status != "approved" && status != "pending" && status != "declined" {
-		h.Set("X-Promo-Reason", reason)
-	}
 	switch kind {
 	case "img":
 		h.Set("Content-Type", "image/gif")

@@ -3,6 +3,7 @@ package routing
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/json"
 	"fmt"
 	"hash/maphash"
 	"maps"
@@ -17,8 +18,39 @@ import (
 // Amount is a payout or revenue rule: a fixed amount, or a percent of the
 // conversion amount. Decimals are exact (never float).
 type Amount struct {
-	Percent bool            `json:"percent,omitempty"`
-	Value   decimal.Decimal `json:"value"`
+	Percent bool
+	Value   decimal.Decimal
+}
+
+type amountJSON struct {
+	Percent bool   `json:"percent,omitempty"`
+	Value   string `json:"value"`
+}
+
+// MarshalJSON keeps the scale the amount was written with ("8.00").
+func (a Amount) MarshalJSON() ([]byte, error) {
+	return json.Marshal(amountJSON{Percent: a.Percent, Value: exact(a.Value)})
+}
+
+// UnmarshalJSON reads what MarshalJSON wrote.
+func (a *Amount) UnmarshalJSON(b []byte) error {
+	var j amountJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	v, err := decimal.NewFromString(j.Value)
+	if err != nil {
+		return err
+	}
+	*a = Amount{Percent: j.Percent, Value: v}
+	return nil
+}
+
+func exact(d decimal.Decimal) string {
+	if d.Exponent() < 0 {
+		return d.StringFixed(-d.Exponent())
+	}
+	return d.String()
 }
 
 // For returns the amount earned for a conversion of the given order amount.
@@ -33,8 +65,8 @@ func (a Amount) For(orderAmount decimal.Decimal) decimal.Decimal {
 // keeps the scale it was written with ("8.00"); a computed percentage is
 // written without trailing zeros ("1.999").
 func (a Amount) Text(orderAmount decimal.Decimal) string {
-	if !a.Percent && a.Value.Exponent() < 0 {
-		return a.Value.StringFixed(-a.Value.Exponent())
+	if !a.Percent {
+		return exact(a.Value)
 	}
 	return a.For(orderAmount).String()
 }

@@ -232,7 +232,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		t.Fatalf("round trip differs:\n%s\n%s", b, b2)
 	}
 	m, out := again.Lookup(&Query{Code: "newyear27", At: t0.Add(25 * time.Hour)})
-	if out != OK || m.Goal.Payout.For(decimal.RequireFromString("100")).String() != "10" {
+	if out != OK || m.Goal.Payout.For(decimal.RequireFromString("100")).String() != "10" || m.Goal.Revenue.Text(decimal.Zero) != "8.00" {
 		t.Fatalf("decoded table: %s", out)
 	}
 }

@@ -258,7 +258,7 @@ func TestApplyPostbackPixelAndEdits(t *testing.T) {
 	apply(t, codeYAML("e2e-shop", "spring22", "SPRING22", "spring", 4242, "  startDate: \""+future+"\"\n"))
 	wantReason(t, "scheduled code", "code_not_active", "code", "SPRING22", "offer_id", "101", "goal_alias", devstack.ProbeGoalAlias)
 	eventually(t, "kubectl shows Scheduled", func() string {
-		out := kubectl(t, "get", "pc", "spring22", "-n", "e2e-shop")
+		out := kubectl(t, "get", "promocode", "spring22", "-n", "e2e-shop")
 		if strings.Contains(out, "Scheduled") {
 			return ""
 		}
@@ -273,7 +273,7 @@ func TestApplyPostbackPixelAndEdits(t *testing.T) {
 	apply(t, offerYAML("e2e-shop", "spring", 101, false))
 	wantReason(t, "offer disabled", "code_not_active", "code", "SPRING22", "offer_id", "101", "goal_alias", devstack.ProbeGoalAlias)
 	eventually(t, "kubectl shows Inactive", func() string {
-		out := kubectl(t, "get", "pc", "spring22", "-n", "e2e-shop", "-o", "jsonpath={.status.state}")
+		out := kubectl(t, "get", "promocode", "spring22", "-n", "e2e-shop", "-o", "jsonpath={.status.state}")
 		if out == "Inactive" {
 			return ""
 		}
@@ -283,7 +283,7 @@ func TestApplyPostbackPixelAndEdits(t *testing.T) {
 	wantReason(t, "offer re-enabled", "unknown_goal", "code", "SPRING22", "offer_id", "101", "goal_alias", devstack.ProbeGoalAlias)
 
 	// Deleting a code removes it from the tracker.
-	kubectl(t, "delete", "pc", "spring22-autumn", "-n", "e2e-shop")
+	kubectl(t, "delete", "promocode", "spring22-autumn", "-n", "e2e-shop")
 	wantReason(t, "deleted code", "code_not_on_offer", "code", "SPRING22", "offer_id", "102", "goal_alias", devstack.ProbeGoalAlias)
 }
 

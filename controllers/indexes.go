@@ -1,0 +1,164 @@
+// Package controllers holds promo-operator's reconcilers and admission
+// webhooks. They are thin: read from the cache, ask internal/routing, write
+// status. (The design card keeps kubebuilder's older top-level layout;
+// `kubebuilder create api` would scaffold into internal/controller.)
+package controllers
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
+	"promocodes.dev/promo-operator/internal/routing"
+)
+
+// Field indexes registered on the manager's cache, so related objects are
+// found without listing everything.
+const (
+	// IndexFoldedCode indexes PromoCodes by routing.Fold(spec.code).
+	IndexFoldedCode = "spec.code.folded"
+	// IndexOfferRef indexes PromoCodes by "namespace/offerRef.name".
+	IndexOfferRef = "spec.offerRef.namespaced"
+	// IndexOfferID indexes Offers by spec.id.
+	IndexOfferID = "spec.id"
+	// IndexTokenSecret indexes Offers by "namespace/tokenSecretRef.name".
+	IndexTokenSecret = "spec.tracking.tokenSecretRef.namespaced"
+)
+
+// SetupIndexes registers the field indexes.
+func SetupIndexes(ctx context.Context, idx client.FieldIndexer) error {
+	for _, i := range []struct {
+		obj   client.Object
+		field string
+		fn    client.IndexerFunc
+	}{
+		{&trackingv1alpha1.PromoCode{}, IndexFoldedCode, func(o client.Object) []string {
+			return []string{routing.Fold(o.(*trackingv1alpha1.PromoCode).Spec.Code)}
+		}},
+		{&trackingv1alpha1.PromoCode{}, IndexOfferRef, func(o client.Object) []string {
+			return []string{routing.OfferRefOf(o.(*trackingv1alpha1.PromoCode)).String()}
+		}},
+		{&trackingv1alpha1.Offer{}, IndexOfferID, func(o client.Object) []string {
+			return []string{strconv.FormatInt(o.(*trackingv1alpha1.Offer).Spec.ID, 10)}
+		}},
+		{&trackingv1alpha1.Offer{}, IndexTokenSecret, func(o client.Object) []string {
+			offer := o.(*trackingv1alpha1.Offer)
+			if ref := offer.Spec.Tracking.TokenSecretRef; ref != nil {
+				return []string{offer.Namespace + "/" + ref.Name}
+			}
+			return nil
+		}},
+	} {
+		if err := idx.IndexField(ctx, i.obj, i.field, i.fn); err != nil {
+			return fmt.Errorf("indexing %s: %w", i.field, err)
+		}
+	}
+	return nil
+}
+
+// HashSecretData is the cache transform for Secrets: every data value is
+// replaced by its SHA-256, so raw tokens never sit in the manager's memory and
+// the hash is what the routing table carries to trackers.
+func HashSecretData(obj any) (any, error) {
+	s, ok := obj.(*corev1.Secret)
+	if !ok {
+		return obj, nil
+	}
+	s.ManagedFields = nil
+	s.Annotations = nil // kubectl's last-applied-configuration may hold the value
+	for k, v := range s.Data {
+		sum := sha256.Sum256(v)
+		s.Data[k] = sum[:]
+	}
+	for k, v := range s.StringData {
+		sum := sha256.Sum256([]byte(v))
+		if s.Data == nil {
+			s.Data = map[string][]byte{}
+		}
+		s.Data[k] = sum[:]
+	}
+	s.StringData = nil
+	return s, nil
+}
+
+// Resolver reads what a decision needs from a (cached) reader.
+type Resolver struct {
+	Reader client.Reader
+}
+
+// CodeGroup lists every PromoCode whose code folds to folded.
+func (r Resolver) CodeGroup(ctx context.Context, folded string) ([]*trackingv1alpha1.PromoCode, error) {
+	var list trackingv1alpha1.PromoCodeList
+	if err := r.Reader.List(ctx, &list, client.MatchingFields{IndexFoldedCode: folded}); err != nil {
+		return nil, fmt.Errorf("listing PromoCodes with code %s: %w", folded, err)
+	}
+	out := make([]*trackingv1alpha1.PromoCode, len(list.Items))
+	for i := range list.Items {
+		out[i] = &list.Items[i]
+	}
+	return out, nil
+}
+
+// OffersWithID lists every Offer whose spec.id is id.
+func (r Resolver) OffersWithID(ctx context.Context, id int64) ([]*trackingv1alpha1.Offer, error) {
+	var list trackingv1alpha1.OfferList
+	if err := r.Reader.List(ctx, &list, client.MatchingFields{IndexOfferID: strconv.FormatInt(id, 10)}); err != nil {
+		return nil, fmt.Errorf("listing Offers with id %d: %w", id, err)
+	}
+	out := make([]*trackingv1alpha1.Offer, len(list.Items))
+	for i := range list.Items {
+		out[i] = &list.Items[i]
+	}
+	return out, nil
+}
+
+// TokenHash returns the SHA-256 of an Offer's token secret value (the cache
+// holds hashes only, see HashSecretData), and whether it was found.
+func (r Resolver) TokenHash(ctx context.Context, o *trackingv1alpha1.Offer) ([]byte, bool, error) {
+	ref := o.Spec.Tracking.TokenSecretRef
+	if ref == nil {
+		return nil, false, nil
+	}
+	var s corev1.Secret
+	if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: o.Namespace, Name: ref.Name}, &s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, false, nil
+		}
+		return nil, false, fmt.Errorf("reading token Secret %s/%s: %w", o.Namespace, ref.Name, err)
+	}
+	h, ok := s.Data[ref.Key]
+	return h, ok && len(h) == sha256.Size, nil
+}
+
+// OfferVerdict decides an Offer: id ownership, goals, token secret. It
+// returns the token hash for the routing table.
+func (r Resolver) OfferVerdict(ctx context.Context, o *trackingv1alpha1.Offer) (routing.OfferVerdict, []byte, error) {
+	same, err := r.OffersWithID(ctx, o.Spec.ID)
+	if err != nil {
+		return routing.OfferVerdict{}, nil, err
+	}
+	if !containsRef(same, routing.RefOf(o)) {
+		same = append(same, o) // the cache may lag behind a Get
+	}
+	v := routing.ResolveOfferIDs(same)[routing.RefOf(o)]
+	hash, found, err := r.TokenHash(ctx, o)
+	if err != nil {
+		return v, nil, err
+	}
+	return routing.WithToken(v, o, found), hash, nil
+}
+
+func containsRef(offers []*trackingv1alpha1.Offer, ref routing.Ref) bool {
+	for _, o := range offers {
+		if routing.RefOf(o) == ref {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,540 @@
+// Package routeserver is the manager side of the routing-table sync
+// (SPEC §5, docs/sync.md). On every manager replica it watches Offers,
+// PromoCodes and token Secrets in the manager's cache, recompiles only what
+// an event touched (one folded code's group, the Offers sharing an id) after a
+// short holdoff, and streams the table to trackers: a snapshot, then deltas,
+// with heartbeats, over HTTP with a bearer token.
+package routeserver
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	corev1 "k8s.io/api/core/v1"
+
+	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
+	"promocodes.dev/promo-operator/controllers"
+	"promocodes.dev/promo-operator/internal/routing"
+)
+
+// Message is one line of the stream; tracker/sync decodes the same shape.
+type Message struct {
+	Type     string            `json:"type"` // snapshot, delta, heartbeat
+	Version  string            `json:"version,omitempty"`
+	Snapshot *routing.Snapshot `json:"snapshot,omitempty"`
+	Delta    *routing.Delta    `json:"delta,omitempty"`
+}
+
+// Server serves the routing table. It is a manager.Runnable that runs on
+// every replica (NeedLeaderElection is false).
+type Server struct {
+	Addr      string
+	Token     string
+	Cache     cache.Cache
+	Log       logr.Logger
+	Holdoff   time.Duration // quiet time before publishing (default 100ms)
+	MaxDelay  time.Duration // longest a change waits (default 500ms)
+	Heartbeat time.Duration // default 10s
+	ClientBuf int           // messages buffered per client before it is dropped (default 256)
+
+	mu      sync.Mutex
+	table   *routing.Table
+	epoch   string
+	counter uint64
+	clients map[chan []byte]struct{}
+	dirty   dirtySet
+	kick    chan struct{}
+	ready   chan struct{}
+	metrics *metrics
+}
+
+type dirtySet struct {
+	codes    map[string]struct{}
+	offerIDs map[int64]struct{}
+	offers   map[routing.Ref]struct{}
+}
+
+func (d *dirtySet) empty() bool { return len(d.codes)+len(d.offerIDs)+len(d.offers) == 0 }
+
+// NeedLeaderElection is false: every replica serves trackers.
+func (s *Server) NeedLeaderElection() bool { return false }
+
+func (s *Server) defaults() {
+	if s.Holdoff == 0 {
+		s.Holdoff = 100 * time.Millisecond
+	}
+	if s.MaxDelay == 0 {
+		s.MaxDelay = 500 * time.Millisecond
+	}
+	if s.Heartbeat == 0 {
+		s.Heartbeat = 10 * time.Second
+	}
+	if s.ClientBuf == 0 {
+		s.ClientBuf = 256
+	}
+	s.clients = map[chan []byte]struct{}{}
+	s.dirty = dirtySet{codes: map[string]struct{}{}, offerIDs: map[int64]struct{}{}, offers: map[routing.Ref]struct{}{}}
+	s.kick = make(chan struct{}, 1)
+	s.ready = make(chan struct{})
+	// Unique across restarts: the start instant, then a counter.
+	s.epoch = strconv.FormatInt(time.Now().UnixNano(), 36)
+}
+
+// Start serves until ctx ends.
+func (s *Server) Start(ctx context.Context) error {
+	s.defaults()
+	s.metrics = newMetrics(ctrlmetrics.Registry)
+	l, err := net.Listen("tcp", s.Addr)
+	if err != nil {
+		return fmt.Errorf("route server: %w", err)
+	}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	if err := s.watch(ctx); err != nil {
+		return err
+	}
+	if !s.Cache.WaitForCacheSync(ctx) {
+		return ctx.Err()
+	}
+	if err := s.build(ctx); err != nil {
+		return err
+	}
+	close(s.ready)
+	s.Log.Info("Route server serving", "addr", l.Addr().String(), "version", s.table.Version(), "codes", s.table.Len(), "offers", s.table.Offers())
+	go s.heartbeats(ctx)
+	s.publishLoop(ctx)
+	if err := <-errc; err != nil && err != http.ErrServerClosed {
+		return err
+	}
+	return nil
+}
+
+func (s *Server) nextVersion() string {
+	s.counter++
+	return s.epoch + "-" + strconv.FormatUint(s.counter, 10)
+}
+
+// build compiles the whole table from the cache.
+func (s *Server) build(ctx context.Context) error {
+	var offers trackingv1alpha1.OfferList
+	if err := s.Cache.List(ctx, &offers); err != nil {
+		return err
+	}
+	var codes trackingv1alpha1.PromoCodeList
+	if err := s.Cache.List(ctx, &codes); err != nil {
+		return err
+	}
+	res := controllers.Resolver{Reader: s.Cache}
+	op := make([]*trackingv1alpha1.Offer, len(offers.Items))
+	tokens := map[routing.Ref][]byte{}
+	for i := range offers.Items {
+		op[i] = &offers.Items[i]
+		if h, found, err := res.TokenHash(ctx, op[i]); err != nil {
+			return err
+		} else if found {
+			tokens[routing.RefOf(op[i])] = h
+		}
+	}
+	cp := make([]*trackingv1alpha1.PromoCode, len(codes.Items))
+	for i := range codes.Items {
+		cp[i] = &codes.Items[i]
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.table = routing.NewTable(routing.Compile(s.nextVersion(), op, cp, tokens))
+	s.metrics.observe(s.table)
+	return nil
+}
+
+// watch registers informer handlers that mark what changed.
+func (s *Server) watch(ctx context.Context) error {
+	codeInf, err := s.Cache.GetInformer(ctx, &trackingv1alpha1.PromoCode{})
+	if err != nil {
+		return err
+	}
+	offerInf, err := s.Cache.GetInformer(ctx, &trackingv1alpha1.Offer{})
+	if err != nil {
+		return err
+	}
+	secretInf, err := s.Cache.GetInformer(ctx, &corev1.Secret{})
+	if err != nil {
+		return err
+	}
+	onCode := func(obj any) {
+		if pc, ok := unwrap(obj).(*trackingv1alpha1.PromoCode); ok {
+			s.mark(func(d *dirtySet) { d.codes[routing.Fold(pc.Spec.Code)] = struct{}{} })
+		}
+	}
+	onOffer := func(obj any) {
+		if o, ok := unwrap(obj).(*trackingv1alpha1.Offer); ok {
+			s.mark(func(d *dirtySet) { d.offerIDs[o.Spec.ID] = struct{}{}; d.offers[routing.RefOf(o)] = struct{}{} })
+		}
+	}
+	onSecret := func(obj any) {
+		sec, ok := unwrap(obj).(*corev1.Secret)
+		if !ok {
+			return
+		}
+		var list trackingv1alpha1.OfferList
+		if err := s.Cache.List(ctx, &list, client.MatchingFields{controllers.IndexTokenSecret: sec.Namespace + "/" + sec.Name}); err != nil {
+			s.Log.Error(err, "Failed to list Offers using a Secret")
+			return
+		}
+		for i := range list.Items {
+			onOffer(&list.Items[i])
+		}
+	}
+	for _, h := range []struct {
+		inf cache.Informer
+		fn  func(any)
+	}{{codeInf, onCode}, {offerInf, onOffer}, {secretInf, onSecret}} {
+		fn := h.fn
+		if _, err := h.inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+			AddFunc:    fn,
+			UpdateFunc: func(old, cur any) { fn(old); fn(cur) },
+			DeleteFunc: fn,
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func unwrap(obj any) any {
+	if t, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		return t.Obj
+	}
+	return obj
+}
+
+func (s *Server) mark(f func(*dirtySet)) {
+	s.mu.Lock()
+	f(&s.dirty)
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// publishLoop batches events: it publishes Holdoff after the last event, or
+// MaxDelay after the first, whichever comes first.
+func (s *Server) publishLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.kick:
+		}
+		first := time.Now()
+		timer := time.NewTimer(s.Holdoff)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return
+			case <-s.kick:
+				left := s.MaxDelay - time.Since(first)
+				timer.Reset(max(0, min(s.Holdoff, left)))
+			case <-timer.C:
+				break wait
+			}
+		}
+		if err := s.flush(ctx); err != nil {
+			s.Log.Error(err, "Failed to publish a routing delta; retrying")
+			s.mark(func(*dirtySet) {})
+		}
+	}
+}
+
+// flush recompiles what is dirty and publishes one delta.
+func (s *Server) flush(ctx context.Context) error {
+	s.mu.Lock()
+	d := s.dirty
+	s.dirty = dirtySet{codes: map[string]struct{}{}, offerIDs: map[int64]struct{}{}, offers: map[routing.Ref]struct{}{}}
+	s.mu.Unlock()
+	if d.empty() {
+		return nil
+	}
+	delta, err := s.compile(ctx, d)
+	if err != nil {
+		s.mu.Lock() // put the work back
+		for k := range d.codes {
+			s.dirty.codes[k] = struct{}{}
+		}
+		for k := range d.offerIDs {
+			s.dirty.offerIDs[k] = struct{}{}
+		}
+		for k := range d.offers {
+			s.dirty.offers[k] = struct{}{}
+		}
+		s.mu.Unlock()
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delta.Version = s.nextVersion()
+	s.table = s.table.Apply(delta)
+	line, err := encode(Message{Type: "delta", Version: delta.Version, Delta: &delta})
+	if err != nil {
+		return err
+	}
+	s.broadcast(line)
+	s.metrics.observe(s.table)
+	s.metrics.deltas.Inc()
+	s.metrics.batch.Observe(float64(len(d.codes) + len(d.offers)))
+	return nil
+}
+
+func (s *Server) compile(ctx context.Context, d dirtySet) (routing.Delta, error) {
+	var delta routing.Delta
+	res := controllers.Resolver{Reader: s.Cache}
+	for folded := range d.codes {
+		group, err := res.CodeGroup(ctx, folded)
+		if err != nil {
+			return delta, err
+		}
+		delta.Codes = append(delta.Codes, routing.CompileGroup(folded, group))
+	}
+	upserted := map[string]bool{}
+	for id := range d.offerIDs {
+		same, err := res.OffersWithID(ctx, id)
+		if err != nil {
+			return delta, err
+		}
+		verdicts := routing.ResolveOfferIDs(same)
+		for _, o := range same {
+			v := verdicts[routing.RefOf(o)]
+			if v.Reason == routing.ReasonDuplicateOfferID || v.Reason == routing.ReasonInvalidSpec {
+				continue // routes nothing: deleted below
+			}
+			hash, found, err := res.TokenHash(ctx, o)
+			if err != nil {
+				return delta, err
+			}
+			co, err := routing.CompileOffer(o, routing.WithToken(v, o, found), hash)
+			if err != nil {
+				continue
+			}
+			delta.Offers = append(delta.Offers, co)
+			upserted[co.Ref] = true
+		}
+	}
+	for ref := range d.offers {
+		if !upserted[ref.String()] {
+			delta.DeletedOffers = append(delta.DeletedOffers, ref.String())
+		}
+	}
+	// An offer both deleted (by ref) and upserted cannot happen: refs are
+	// deleted only when not upserted. Losers of an id are deleted too.
+	for id := range d.offerIDs {
+		same, _ := res.OffersWithID(ctx, id)
+		for _, o := range same {
+			if r := routing.RefOf(o).String(); !upserted[r] && !contains(delta.DeletedOffers, r) {
+				delta.DeletedOffers = append(delta.DeletedOffers, r)
+			}
+		}
+	}
+	return delta, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func encode(m Message) ([]byte, error) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// broadcast queues line to every client; a client too slow to keep up is
+// dropped (it reconnects and gets a fresh snapshot). Callers hold s.mu.
+func (s *Server) broadcast(line []byte) {
+	for c := range s.clients {
+		select {
+		case c <- line:
+		default:
+			delete(s.clients, c)
+			close(c)
+			s.metrics.dropped.Inc()
+		}
+	}
+	s.metrics.clients.Set(float64(len(s.clients)))
+}
+
+func (s *Server) heartbeats(ctx context.Context) {
+	t := time.NewTicker(s.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.mu.Lock()
+			for c := range s.clients {
+				delete(s.clients, c)
+				close(c)
+			}
+			s.mu.Unlock()
+			return
+		case <-t.C:
+			s.mu.Lock()
+			if line, err := encode(Message{Type: "heartbeat", Version: s.table.Version()}); err == nil {
+				s.broadcast(line)
+			}
+			s.mu.Unlock()
+		}
+	}
+}
+
+// Handler serves GET /v1/routes (the stream) and GET /v1/snapshot.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/routes", s.auth(s.serveStream))
+	mux.HandleFunc("GET /v1/snapshot", s.auth(s.serveSnapshot))
+	return mux
+}
+
+func (s *Server) auth(next http.HandlerFunc) http.HandlerFunc {
+	want := []byte("Bearer " + s.Token)
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.Token == "" || subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="promo-operator routes"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		select {
+		case <-s.ready:
+		default:
+			http.Error(w, "caches not synced yet", http.StatusServiceUnavailable)
+			return
+		}
+		next(w, r)
+	}
+}
+
+func (s *Server) serveSnapshot(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	snap := s.table.Snapshot()
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(snap)
+}
+
+func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		return
+	}
+	c := make(chan []byte, s.ClientBuf)
+	s.mu.Lock()
+	snap := s.table.Snapshot()
+	line, err := encode(Message{Type: "snapshot", Version: snap.Version, Snapshot: &snap})
+	if err != nil {
+		s.mu.Unlock()
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	c <- line
+	s.clients[c] = struct{}{}
+	s.metrics.clients.Set(float64(len(s.clients)))
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		if _, ok := s.clients[c]; ok {
+			delete(s.clients, c)
+			close(c)
+		}
+		s.metrics.clients.Set(float64(len(s.clients)))
+		s.mu.Unlock()
+	}()
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case line, ok := <-c:
+			if !ok {
+				return
+			}
+			_ = rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			if _, err := w.Write(line); err != nil {
+				return
+			}
+			flusher.Flush()
+		}
+	}
+}
+
+type metrics struct {
+	version *prometheus.GaugeVec
+	codes   prometheus.Gauge
+	offers  prometheus.Gauge
+	clients prometheus.Gauge
+	deltas  prometheus.Counter
+	dropped prometheus.Counter
+	batch   prometheus.Histogram
+	last    string
+}
+
+var registerOnce sync.Once
+var shared *metrics
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	registerOnce.Do(func() {
+		shared = &metrics{
+			version: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promo_routes_table_info", Help: "Routing table version served (value 1)."}, []string{"version"}),
+			codes:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "promo_routes_table_codes", Help: "Distinct codes in the routing table."}),
+			offers:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "promo_routes_table_offers", Help: "Offers in the routing table."}),
+			clients: prometheus.NewGauge(prometheus.GaugeOpts{Name: "promo_routes_clients", Help: "Trackers connected to the route stream."}),
+			deltas:  prometheus.NewCounter(prometheus.CounterOpts{Name: "promo_routes_deltas_total", Help: "Deltas published."}),
+			dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "promo_routes_slow_clients_dropped_total", Help: "Clients dropped for not keeping up."}),
+			batch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "promo_routes_delta_objects", Help: "Code groups and offers recompiled per delta.",
+				Buckets: prometheus.ExponentialBuckets(1, 2, 14)}),
+		}
+		reg.MustRegister(shared.version, shared.codes, shared.offers, shared.clients, shared.deltas, shared.dropped, shared.batch)
+	})
+	return shared
+}
+
+func (m *metrics) observe(t *routing.Table) {
+	if m.last != "" {
+		m.version.DeleteLabelValues(m.last)
+	}
+	m.last = t.Version()
+	m.version.WithLabelValues(m.last).Set(1)
+	m.codes.Set(float64(t.Len()))
+	m.offers.Set(float64(t.Offers()))
+}
