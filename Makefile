@@ -1,0 +1,134 @@
+# promo-operator — run `make help` for the targets.
+
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+
+LOCALBIN ?= $(CURDIR)/bin
+K8S_BINS ?= $(LOCALBIN)/k8s
+export KUBEBUILDER_ASSETS ?= $(K8S_BINS)
+export PATH := $(K8S_BINS):$(PATH)
+
+CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
+GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint
+KUSTOMIZE ?= $(LOCALBIN)/kustomize
+GINKGO ?= $(LOCALBIN)/ginkgo
+KO ?= $(LOCALBIN)/ko
+KUBECTL ?= $(K8S_BINS)/kubectl
+
+CONTROLLER_TOOLS_VERSION ?= v0.23.0
+GOLANGCI_LINT_VERSION ?= v2.15.0
+KUSTOMIZE_VERSION ?= v5.8.3
+GINKGO_VERSION ?= $(shell go list -m -f '{{.Version}}' github.com/onsi/ginkgo/v2)
+KO_VERSION ?= v0.19.1
+
+# Packages tested with plain `go test` (the envtest suite runs under ginkgo).
+GO_TEST_PKGS = $(shell go list ./... | grep -v -e /controllers -e /test/e2e -e /test/chaos)
+
+.PHONY: all
+all: build
+
+##@ General
+
+.PHONY: help
+help: ## Display this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: dev
+dev: ## Run the whole product locally: control plane, PostgreSQL, manager, tracker, samples (Ctrl-C stops it).
+	go build -o $(LOCALBIN)/dev ./hack/dev && exec $(LOCALBIN)/dev
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate DeepCopy methods.
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook configuration.
+	$(CONTROLLER_GEN) crd rbac:roleName=manager-role webhook paths="./api/..." paths="./controllers/..." output:crd:artifacts:config=config/crd/bases
+
+.PHONY: verify-generated
+verify-generated: generate manifests ## Fail when generated files are not committed.
+	@git diff --exit-code -- api config || { echo "generated files changed: run 'make generate manifests' and commit"; exit 1; }
+
+.PHONY: fmt
+fmt: ## Run go fmt.
+	go fmt ./...
+
+.PHONY: vet
+vet: ## Run go vet.
+	go vet ./...
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## Run golangci-lint.
+	$(GOLANGCI_LINT) run ./...
+
+.PHONY: k8s-bins
+k8s-bins: ## Build kube-apiserver, etcd and kubectl from Go modules into bin/k8s.
+	@bash hack/build-k8s-bins.sh >/dev/null
+
+.PHONY: test
+test: k8s-bins verify-generated vet $(GINKGO) ## Every test: unit, envtest, tracker on PostgreSQL, chaos (short) and end to end.
+	go test -race -count=1 -timeout 20m $(GO_TEST_PKGS)
+	go test -count=1 -run '^$$' -fuzz FuzzFold -fuzztime 5s ./internal/routing
+	go test -count=1 -run '^$$' -fuzz FuzzParseParams -fuzztime 5s ./tracker
+	$(GINKGO) --race --randomize-all --fail-on-empty --timeout 20m ./controllers
+	go test -count=1 -timeout 20m -v ./test/e2e ./test/chaos 2>&1 | grep -E '^(=== RUN|--- |    |ok|FAIL|PASS|chaos:|panic)' || exit 1
+
+.PHONY: chaos
+chaos: k8s-bins ## Fault test under load: PostgreSQL, tracker and manager restarts (CHAOS_DURATION, default 2m).
+	CHAOS_DURATION=$${CHAOS_DURATION:-2m} go test -count=1 -timeout 30m -v -run TestNoAcknowledgedConversionLost ./test/chaos
+
+.PHONY: bench
+bench: k8s-bins ## Benchmarks against baselines; writes docs/benchmarks.md and charts.
+	cd hack/bench && go run . -root ../.. $(BENCH_FLAGS)
+
+##@ Build
+
+.PHONY: build
+build: ## Build manager, tracker (and portal) into bin/.
+	go build -o $(LOCALBIN)/ ./cmd/...
+
+.PHONY: run
+run: ## Run the manager against the current kube context.
+	go run ./cmd/manager --route-token-file=$${ROUTE_TOKEN_FILE:?set ROUTE_TOKEN_FILE}
+
+.PHONY: images
+images: $(KO) ## Build container images without a Docker daemon (ko, tarballs in bin/images).
+	mkdir -p $(LOCALBIN)/images
+	for c in manager tracker; do KO_DOCKER_REPO=promo-operator $(KO) build --bare --push=false --tarball=$(LOCALBIN)/images/$$c.tar ./cmd/$$c; done
+
+##@ Deployment
+
+.PHONY: install
+install: manifests $(KUSTOMIZE) ## Install CRDs into the current kube context.
+	$(KUSTOMIZE) build config/crd | $(KUBECTL) apply -f -
+
+.PHONY: uninstall
+uninstall: manifests $(KUSTOMIZE) ## Remove CRDs from the current kube context.
+	$(KUSTOMIZE) build config/crd | $(KUBECTL) delete --ignore-not-found -f -
+
+.PHONY: deploy
+deploy: manifests $(KUSTOMIZE) ## Deploy everything to the current kube context (needs cert-manager).
+	$(KUSTOMIZE) build config/default | $(KUBECTL) apply -f -
+
+.PHONY: undeploy
+undeploy: $(KUSTOMIZE) ## Remove the deployment.
+	$(KUSTOMIZE) build config/default | $(KUBECTL) delete --ignore-not-found -f -
+
+##@ Tools (pinned, built from Go modules into bin/)
+
+$(CONTROLLER_GEN):
+	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+
+$(GOLANGCI_LINT):
+	GOBIN=$(LOCALBIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+
+$(KUSTOMIZE):
+	GOBIN=$(LOCALBIN) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+
+$(GINKGO):
+	GOBIN=$(LOCALBIN) go install github.com/onsi/ginkgo/v2/ginkgo@$(GINKGO_VERSION)
+
+$(KO):
+	GOBIN=$(LOCALBIN) go install github.com/google/ko@$(KO_VERSION)
