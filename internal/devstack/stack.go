@@ -342,3 +342,18 @@ func shellQuote(v string) string {
 	}
 	return "'" + strings.ReplaceAll(v, "'", `'\''`) + "'"
 }
+
+// RestartPostgres stops the stack's private PostgreSQL and starts it again
+// on the same port and data (a storage outage of a few seconds).
+func (s *Stack) RestartPostgres(ctx context.Context) error {
+	if s.pgDir == "" {
+		return errors.New("PostgreSQL is external ($DATABASE_URL): the stack cannot restart it")
+	}
+	script := filepath.Join(s.opts.Root, "hack", "ensure-postgres.sh")
+	for _, step := range []string{"stop", "start"} {
+		if out, err := exec.CommandContext(ctx, "bash", script, step, s.pgDir).CombinedOutput(); err != nil {
+			return fmt.Errorf("PostgreSQL %s: %w: %s", step, err, out)
+		}
+	}
+	return nil
+}
