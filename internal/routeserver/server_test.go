@@ -1,0 +1,261 @@
+package routeserver
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
+	"promocodes.dev/promo-operator/controllers"
+	"promocodes.dev/promo-operator/internal/routing"
+)
+
+var (
+	k8s  client.Client
+	base string
+)
+
+const token = "test-token"
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(trackingv1alpha1.AddToScheme(scheme))
+	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("..", "..", "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
+	cfg, err := env.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = env.Stop() }()
+	if k8s, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"},
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{&corev1.Secret{}: {Transform: controllers.HashSecretData}}}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := controllers.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	l, _ := freeAddr()
+	base = "http://" + l
+	if err := mgr.Add(&Server{Addr: l, Token: token, Cache: mgr.GetCache(), Log: ctrl.Log, Heartbeat: 200 * time.Millisecond}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	go func() { _ = mgr.Start(ctx) }()
+	return m.Run()
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func offer(ns, name string, id int64, enabled bool) *trackingv1alpha1.Offer {
+	return &trackingv1alpha1.Offer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: trackingv1alpha1.OfferSpec{ID: id, Currency: "USD", Tracking: trackingv1alpha1.Tracking{PromoCodes: trackingv1alpha1.PromoCodeTracking{Enabled: enabled}},
+			Goals: []trackingv1alpha1.Goal{{ID: 1, Alias: "sale", Default: true, Payout: trackingv1alpha1.Money{Percent: ptr.To("10")}, Revenue: trackingv1alpha1.Money{Fixed: ptr.To("8.00")}}}}}
+}
+
+func code(ns, name, c, offer string, affiliate int64) *trackingv1alpha1.PromoCode {
+	return &trackingv1alpha1.PromoCode{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: trackingv1alpha1.PromoCodeSpec{Code: c, OfferRef: trackingv1alpha1.LocalOfferReference{Name: offer}, AffiliateID: affiliate}}
+}
+
+type stream struct {
+	sc   *bufio.Scanner
+	resp *http.Response
+}
+
+func connect(t *testing.T) *stream {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		req, _ := http.NewRequest(http.MethodGet, base+"/v1/routes", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil && resp.StatusCode == http.StatusOK {
+			sc := bufio.NewScanner(resp.Body)
+			sc.Buffer(make([]byte, 1<<20), 64<<20)
+			t.Cleanup(func() { _ = resp.Body.Close() })
+			return &stream{sc: sc, resp: resp}
+		}
+		if err == nil {
+			_ = resp.Body.Close()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("route server not serving: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// next returns the next non-heartbeat message.
+func (s *stream) next(t *testing.T) Message {
+	t.Helper()
+	for s.sc.Scan() {
+		var m Message
+		if err := json.Unmarshal(s.sc.Bytes(), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Type != "heartbeat" {
+			return m
+		}
+	}
+	t.Fatalf("stream ended: %v", s.sc.Err())
+	return Message{}
+}
+
+func mustCreate(t *testing.T, objs ...client.Object) {
+	t.Helper()
+	for _, o := range objs {
+		if err := k8s.Create(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestRefusesWithoutToken(t *testing.T) {
+	connect(t) // serving
+	for _, h := range []string{"", "Bearer wrong", "Bearer " + token + "x"} {
+		req, _ := http.NewRequest(http.MethodGet, base+"/v1/snapshot", nil)
+		if h != "" {
+			req.Header.Set("Authorization", h)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%q: %d", h, resp.StatusCode)
+		}
+	}
+}
+
+func TestSnapshotThenDeltas(t *testing.T) {
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "routes"}}
+	mustCreate(t, ns, offer("routes", "summer", 7, true), code("routes", "p1", "PROMO22", "summer", 42))
+	// Wait until the table has the code, then open a stream.
+	var s *stream
+	var snap Message
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s = connect(t)
+		snap = s.next(t)
+		if snap.Type == "snapshot" && routing.NewTable(*snap.Snapshot).Group("PROMO22") != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("snapshot never had PROMO22: %+v", snap)
+		}
+		_ = s.resp.Body.Close()
+		time.Sleep(100 * time.Millisecond)
+	}
+	table := routing.NewTable(*snap.Snapshot)
+	if table.Offer("routes/summer") == nil || !table.Offer("routes/summer").Enabled {
+		t.Fatalf("offer missing or disabled in snapshot")
+	}
+
+	// A new code: a delta with that group only.
+	mustCreate(t, code("routes", "p2", "Summer1", "summer", 42))
+	d := s.next(t)
+	if d.Type != "delta" || len(d.Delta.Codes) != 1 || d.Delta.Codes[0].Folded != "SUMMER1" || len(d.Delta.Offers) != 0 {
+		t.Fatalf("delta %+v", d.Delta)
+	}
+	if d.Version == snap.Version || d.Delta.Version != d.Version {
+		t.Fatalf("versions: snapshot %s delta %s", snap.Version, d.Version)
+	}
+	table = table.Apply(*d.Delta)
+
+	// Disabling the offer: a delta with the offer, disabled.
+	var o trackingv1alpha1.Offer
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: "routes", Name: "summer"}, &o); err != nil {
+		t.Fatal(err)
+	}
+	o.Spec.Tracking.PromoCodes.Enabled = false
+	if err := k8s.Update(ctx, &o); err != nil {
+		t.Fatal(err)
+	}
+	d = s.next(t)
+	if len(d.Delta.Offers) != 1 || d.Delta.Offers[0].Enabled || len(d.Delta.Codes) != 0 {
+		t.Fatalf("offer delta %+v", d.Delta)
+	}
+	table = table.Apply(*d.Delta)
+	if _, out := table.Lookup(&routing.Query{Code: "promo22", At: time.Now()}); out != routing.CodeNotActive {
+		t.Fatalf("after disabling: %s", out)
+	}
+
+	// Deleting a code: its group is published empty.
+	if err := k8s.Delete(ctx, code("routes", "p2", "Summer1", "summer", 42)); err != nil {
+		t.Fatal(err)
+	}
+	d = s.next(t)
+	if len(d.Delta.Codes) != 1 || d.Delta.Codes[0].Folded != "SUMMER1" || len(d.Delta.Codes[0].Entries) != 0 {
+		t.Fatalf("delete delta %+v", d.Delta)
+	}
+
+	// A token secret: the offer is republished with the token's hash.
+	o = trackingv1alpha1.Offer{}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: "routes", Name: "summer"}, &o); err != nil {
+		t.Fatal(err)
+	}
+	o.Spec.Tracking.PromoCodes.Enabled = true
+	o.Spec.Tracking.TokenSecretRef = &trackingv1alpha1.SecretKeyRef{Name: "tok", Key: "token"}
+	if err := k8s.Update(ctx, &o); err != nil {
+		t.Fatal(err)
+	}
+	if d = s.next(t); len(d.Delta.Offers) != 1 || d.Delta.Offers[0].Enabled {
+		t.Fatalf("token missing must disable: %+v", d.Delta)
+	}
+	mustCreate(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "routes", Name: "tok"}, StringData: map[string]string{"token": "s3cret"}})
+	d = s.next(t)
+	if len(d.Delta.Offers) != 1 || !d.Delta.Offers[0].Enabled {
+		t.Fatalf("token delta %+v", d.Delta)
+	}
+	off := d.Delta.Offers[0]
+	if !off.CheckToken("s3cret") || off.CheckToken("wrong") {
+		t.Fatal("the table must carry the token's hash")
+	}
+	raw, _ := json.Marshal(d)
+	if strings.Contains(string(raw), "s3cret") {
+		t.Fatal("the raw token must never be on the wire")
+	}
+}
