@@ -46,6 +46,7 @@ var _ = BeforeSuite(func() {
 	utilruntime.Must(trackingv1alpha1.AddToScheme(scheme))
 
 	testEnv = &envtest.Environment{
+		BinaryAssetsDirectory: filepath.Join("..", "bin", "k8s"), // KUBEBUILDER_ASSETS wins when set
 		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: []string{filepath.Join("..", "config", "webhook")}},

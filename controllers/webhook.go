@@ -115,11 +115,11 @@ func (v *OfferValidator) ValidateDelete(context.Context, *trackingv1alpha1.Offer
 func SetupWebhooks(mgr ctrl.Manager) error {
 	if err := ctrl.NewWebhookManagedBy(mgr, &trackingv1alpha1.PromoCode{}).
 		WithValidator(&PromoCodeValidator{Reader: mgr.GetClient()}).Complete(); err != nil {
-		return fmt.Errorf("PromoCode webhook: %w", err)
+		return fmt.Errorf("setting up the PromoCode webhook: %w", err)
 	}
 	if err := ctrl.NewWebhookManagedBy(mgr, &trackingv1alpha1.Offer{}).
 		WithValidator(&OfferValidator{Reader: mgr.GetClient()}).Complete(); err != nil {
-		return fmt.Errorf("Offer webhook: %w", err)
+		return fmt.Errorf("setting up the Offer webhook: %w", err)
 	}
 	return nil
 }

@@ -191,7 +191,3 @@ type OfferList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Offer `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&Offer{}, &OfferList{})
-}

@@ -131,7 +131,3 @@ type PromoCodeList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []PromoCode `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&PromoCode{}, &PromoCodeList{})
-}

@@ -60,7 +60,7 @@ func OfferRefOf(pc *trackingv1alpha1.PromoCode) Ref {
 // olderFirst orders objects by (creationTimestamp, namespace, name): the
 // deterministic order of SPEC §2 rule 4 and of Offer id conflicts.
 func olderFirst(a, b metav1.Object) int {
-	if c := a.GetCreationTimestamp().Time.Compare(b.GetCreationTimestamp().Time); c != 0 {
+	if c := a.GetCreationTimestamp().Compare(b.GetCreationTimestamp().Time); c != 0 {
 		return c
 	}
 	return cmp.Or(cmp.Compare(a.GetNamespace(), b.GetNamespace()), cmp.Compare(a.GetName(), b.GetName()))
