@@ -14,6 +14,8 @@ type Metrics struct {
 	TableCodes    prometheus.Gauge
 	TableOffers   prometheus.Gauge
 	TableVersion  *prometheus.GaugeVec
+	SpoolRows     prometheus.Gauge
+	Replayed      prometheus.Counter
 }
 
 // NewMetrics registers the tracker's metrics with reg.
@@ -41,6 +43,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "promo_tracker_table_info", Help: "The routing table version being served (value 1).",
 		}, []string{"version"}),
 	}
+	m.SpoolRows = prometheus.NewGauge(prometheus.GaugeOpts{Name: "promo_tracker_spool_rows", Help: "Conversions in the local spool waiting for PostgreSQL."})
+	m.Replayed = prometheus.NewCounter(prometheus.CounterOpts{Name: "promo_tracker_spool_replayed_total", Help: "Spooled conversions replayed into PostgreSQL."})
+	reg.MustRegister(m.SpoolRows, m.Replayed)
 	reg.MustRegister(m.Requests, m.Latency, m.BatchSize, m.CommitSeconds, m.QueueDepth, m.TableCodes, m.TableOffers, m.TableVersion)
 	return m
 }

@@ -27,11 +27,16 @@ type Config struct {
 	MaxConns          int32
 	TrustForwardedFor bool
 	ShutdownTimeout   time.Duration
+	// SpoolDir, when set, holds conversions accepted while PostgreSQL is
+	// unreachable (fsynced before the reply), replayed when it is back.
+	SpoolDir      string
+	SpoolMaxBytes int64
 }
 
 // DefaultConfig returns the defaults of the tracker's flags.
 func DefaultConfig() Config {
-	return Config{Listen: ":8080", QueueSize: 20000, BatchMax: 1000, Writers: 4, MaxConns: 16, ShutdownTimeout: 30 * time.Second}
+	return Config{Listen: ":8080", QueueSize: 20000, BatchMax: 1000, Writers: 4, MaxConns: 16, ShutdownTimeout: 30 * time.Second,
+		SpoolMaxBytes: 1 << 30}
 }
 
 // Syncer keeps Routes up to date until ctx ends (tracker/sync).
@@ -46,6 +51,7 @@ type Server struct {
 	Metrics  *Metrics
 	Registry *prometheus.Registry
 	writer   *Writer
+	spool    *Spool
 	http     *http.Server
 	listener net.Listener
 }
@@ -83,6 +89,17 @@ func NewServer(ctx context.Context, cfg Config, log *slog.Logger) (*Server, erro
 		}
 	}
 	s.writer = NewWriter(pool, cfg.QueueSize, cfg.BatchMax, s.Metrics)
+	if cfg.SpoolDir != "" {
+		if s.spool, err = OpenSpool(cfg.SpoolDir, cfg.SpoolMaxBytes); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("opening the spool: %w", err)
+		}
+		s.writer.WithSpool(s.spool)
+		s.Metrics.SpoolRows.Set(float64(s.spool.Rows()))
+		if n := s.spool.Rows(); n > 0 {
+			log.Info("Spooled conversions wait for replay", "rows", n, "dir", cfg.SpoolDir)
+		}
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/track/promo", &Handler{Routes: s.Routes, Writer: s.writer, Metrics: s.Metrics, Log: log, TrustForwardedFor: cfg.TrustForwardedFor})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
@@ -137,6 +154,12 @@ func (s *Server) Run(ctx context.Context, syncer Syncer) error {
 		}()
 	}
 	go s.migrateUntilDone(syncCtx)
+	stopReplay := make(chan struct{})
+	replayDone := make(chan struct{})
+	go func() {
+		defer close(replayDone)
+		s.writer.ReplayLoop(stopReplay, time.Second, func(msg string, args ...any) { s.log.Info(msg, args...) })
+	}()
 	var err error
 	select {
 	case <-ctx.Done():
@@ -149,6 +172,11 @@ func (s *Server) Run(ctx context.Context, syncer Syncer) error {
 		s.log.Error("Failed to shut down HTTP cleanly", "err", serr)
 	}
 	s.writer.Close()
+	close(stopReplay)
+	<-replayDone
+	if s.spool != nil {
+		_ = s.spool.Close()
+	}
 	s.pool.Close()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil

@@ -507,3 +507,110 @@ func FuzzParseParams(f *testing.F) {
 		}
 	})
 }
+
+func TestStorageDownWithSpoolLosesNothing(t *testing.T) {
+	t.Setenv("DATABASE_URL", "")
+	own, err := pgtest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = own.Stop() }()
+	spool := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.Listen, cfg.DatabaseURL, cfg.SpoolDir = "127.0.0.1:0", own.URL, spool
+	start := func() (*Server, string, context.CancelFunc, chan error) {
+		ctx, cancel := context.WithCancel(context.Background())
+		srv, err := NewServer(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.Routes.Store(testTable())
+		done := make(chan error, 1)
+		go func() { done <- srv.Run(ctx, nil) }()
+		return srv, "http://" + srv.Addr(), cancel, done
+	}
+	_, base, cancel, done := start()
+	if _, _, r, _ := get(t, base, "code=PROMO22&adv_order_id=s-before"); r.Status != "approved" {
+		t.Fatalf("before: %+v", r)
+	}
+	if err := own.StopServer(); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	for _, o := range []string{"s-during-1", "s-during-2", "s-during-3"} {
+		code, _, r, _ := get(t, base, "code=PROMO22&amount=5&adv_order_id="+o)
+		if code != 200 || r.Status != "approved" || r.ConversionID == "" {
+			t.Fatalf("with a spool, an outage is answered after the spool write: %d %+v", code, r)
+		}
+		ids[o] = r.ConversionID
+	}
+	// The tracker restarts while PostgreSQL is still down: the spool survives.
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := own.StartServer(); err != nil {
+		t.Fatal(err)
+	}
+	_, _, cancel, done = start()
+	defer func() { cancel(); <-done }()
+	db, err := pgxpool.New(context.Background(), own.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var n int
+		_ = db.QueryRow(context.Background(), "select count(*) from conversions where adv_order_id like 's-during-%'").Scan(&n)
+		if n == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("spooled rows replayed: %d of 3", n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for o, id := range ids {
+		var got string
+		if err := db.QueryRow(context.Background(), "select id::text from conversions where adv_order_id = $1", o).Scan(&got); err != nil || got != id {
+			t.Fatalf("%s: stored id %q, acknowledged %q (%v)", o, got, id, err)
+		}
+	}
+}
+
+func TestSpoolReplayIsIdempotentAndBounded(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenSpool(dir, 2000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := Row{PromoCode: "A", AdvOrderID: "x"}
+	if err := s.Append([]Row{row, row}); err != nil {
+		t.Fatal(err)
+	}
+	big := make([]Row, 20)
+	if err := s.Append(big); err != ErrSpoolFull {
+		t.Fatalf("a full spool must refuse: %v", err)
+	}
+	// A failed replay keeps the rows; the next one delivers them.
+	if _, err := s.Replay(10, func([]Row) error { return fmt.Errorf("down") }); err == nil {
+		t.Fatal("replay error lost")
+	}
+	if s.Rows() != 2 {
+		t.Fatalf("rows after failed replay: %d", s.Rows())
+	}
+	var got []Row
+	if n, err := s.Replay(10, func(r []Row) error { got = append(got, r...); return nil }); err != nil || n != 2 || len(got) != 2 {
+		t.Fatalf("replay: %d %v %d", n, err, len(got))
+	}
+	if s.Rows() != 0 {
+		t.Fatalf("rows after replay: %d", s.Rows())
+	}
+	_ = s.Close()
+	// Reopened, nothing is left to replay.
+	s, _ = OpenSpool(dir, 2000)
+	if s.Rows() != 0 {
+		t.Fatalf("reopened: %d", s.Rows())
+	}
+}

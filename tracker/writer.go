@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -38,7 +40,30 @@ type Result struct {
 	// already exists; ExistingID names it when it could be read.
 	Duplicate  bool
 	ExistingID uuid.UUID
-	Err        error
+	// Spooled: stored in the local spool (PostgreSQL unreachable), to be
+	// replayed; duplicates among spooled rows are dropped at replay.
+	Spooled bool
+	Err     error
+}
+
+// unreachable reports whether err means PostgreSQL could not be reached (as
+// opposed to PostgreSQL refusing the statement, which a spool would not fix).
+// PostgreSQL's own errors of class 08 (connection exception), 53
+// (insufficient resources) and 57 (operator intervention: shutdown, "cannot
+// connect now") count as unreachable too.
+func unreachable(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return true
+	}
+	if len(pgErr.Code) < 2 {
+		return false
+	}
+	switch pgErr.Code[:2] {
+	case "08", "53", "57":
+		return true
+	}
+	return false
 }
 
 // ErrQueueFull is returned when the bounded queue has no room.
@@ -54,6 +79,7 @@ type pending struct {
 // and one transaction; every request is answered after its commit.
 type Writer struct {
 	pool     *pgxpool.Pool
+	spool    *Spool // nil: no spool, failures answer 503
 	queue    chan pending
 	batchMax int
 	metrics  *Metrics
@@ -63,6 +89,13 @@ type Writer struct {
 // NewWriter returns a writer with a queue of queueSize rows.
 func NewWriter(pool *pgxpool.Pool, queueSize, batchMax int, m *Metrics) *Writer {
 	return &Writer{pool: pool, queue: make(chan pending, queueSize), batchMax: batchMax, metrics: m, stopped: make(chan struct{})}
+}
+
+// WithSpool makes the writer spool batches it cannot commit because
+// PostgreSQL is unreachable, and replay them when it is back.
+func (w *Writer) WithSpool(s *Spool) *Writer {
+	w.spool = s
+	return w
 }
 
 // Submit queues a row and waits for its commit. It never blocks on a full
@@ -143,52 +176,83 @@ FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::int8[], $
 ON CONFLICT (offer_id, goal_id, adv_order_id) WHERE adv_order_id IS NOT NULL DO NOTHING
 RETURNING id`
 
+// replaySQL inserts spooled rows: any conflict (the id, already replayed by
+// an earlier attempt; or the order key) means the row is already there.
+var replaySQL = strings.Replace(strings.Replace(insertSQL, "ON CONFLICT (offer_id, goal_id, adv_order_id) WHERE adv_order_id IS NOT NULL DO NOTHING", "ON CONFLICT DO NOTHING", 1), "RETURNING id", "", 1)
+
+// ReplayLoop replays the spool every interval while rows wait, until stop is closed.
+func (w *Writer) ReplayLoop(stop <-chan struct{}, interval time.Duration, log func(msg string, args ...any)) {
+	if w.spool == nil {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if w.spool.Rows() > 0 {
+			n, err := w.spool.Replay(w.batchMax, w.insertSpooled)
+			w.metrics.Replayed.Add(float64(n))
+			w.metrics.SpoolRows.Set(float64(w.spool.Rows()))
+			if n > 0 || err != nil {
+				log("Replayed spooled conversions", "rows", n, "err", err)
+			}
+		}
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (w *Writer) insertSpooled(rows []Row) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	args := columns(rows)
+	_, err := w.pool.Exec(ctx, replaySQL, args...)
+	return err
+}
+
 func nullable(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
 
 func (w *Writer) commit(batch []pending) {
 	start := time.Now()
 	n := len(batch)
-	ids := make([]uuid.UUID, n)
-	created := make([]time.Time, n)
-	var codes, refs, statuses, amounts, payouts, revenues, currencies, sources, uas = make([]string, n), make([]string, n),
-		make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	offers, affiliates, goals := make([]int64, n), make([]int64, n), make([]int64, n)
-	orders, ips := make([]pgtype.Text, n), make([]pgtype.Text, n)
-	var params [5][]pgtype.Text
-	for i := range params {
-		params[i] = make([]pgtype.Text, n)
-	}
+	rows := make([]Row, n)
 	for i, p := range batch {
-		r := p.row
-		ids[i], created[i], codes[i], refs[i] = r.ID, r.CreatedAt, r.PromoCode, r.PromoCodeRef
-		offers[i], affiliates[i], goals[i] = r.OfferID, r.AffiliateID, r.GoalID
-		statuses[i], amounts[i], payouts[i], revenues[i], currencies[i] = r.Status, r.Amount, r.Payout, r.Revenue, r.Currency
-		orders[i], sources[i], ips[i], uas[i] = nullable(r.AdvOrderID), r.Source, nullable(r.IP), r.UserAgent
-		for j := range params {
-			params[j][i] = nullable(r.AdvParams[j])
-		}
+		rows[i] = p.row
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	args := columns(rows)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	inserted := make(map[uuid.UUID]bool, n)
 	err := func() error {
-		rows, err := w.pool.Query(ctx, insertSQL, ids, created, codes, refs, offers, affiliates, goals, statuses, amounts, payouts,
-			revenues, currencies, orders, params[0], params[1], params[2], params[3], params[4], sources, ips, uas)
+		res, err := w.pool.Query(ctx, insertSQL, args...)
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
+		defer res.Close()
+		for res.Next() {
 			var id uuid.UUID
-			if err := rows.Scan(&id); err != nil {
+			if err := res.Scan(&id); err != nil {
 				return err
 			}
 			inserted[id] = true
 		}
-		return rows.Err()
+		return res.Err()
 	}()
 	w.metrics.BatchSize.Observe(float64(n))
 	w.metrics.CommitSeconds.Observe(time.Since(start).Seconds())
+	if err != nil && w.spool != nil && unreachable(err) {
+		serr := w.spool.Append(rows)
+		if serr == nil {
+			w.metrics.SpoolRows.Set(float64(w.spool.Rows()))
+			for _, p := range batch {
+				p.done <- Result{Spooled: true}
+			}
+			return
+		}
+		err = fmt.Errorf("%w; spooling failed too: %w", err, serr)
+	}
 	if err != nil {
 		err = fmt.Errorf("storing %d conversions: %w", n, err)
 		for _, p := range batch {
@@ -206,4 +270,30 @@ func (w *Writer) commit(batch []pending) {
 			p.row.OfferID, p.row.GoalID, p.row.AdvOrderID).Scan(&res.ExistingID)
 		p.done <- res
 	}
+}
+
+// columns turns rows into the 21 column arrays of insertSQL.
+func columns(rows []Row) []any {
+	n := len(rows)
+	ids := make([]uuid.UUID, n)
+	created := make([]time.Time, n)
+	codes, refs, statuses, amounts, payouts := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	revenues, currencies, sources, uas := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	offers, affiliates, goals := make([]int64, n), make([]int64, n), make([]int64, n)
+	orders, ips := make([]pgtype.Text, n), make([]pgtype.Text, n)
+	var params [5][]pgtype.Text
+	for i := range params {
+		params[i] = make([]pgtype.Text, n)
+	}
+	for i, r := range rows {
+		ids[i], created[i], codes[i], refs[i] = r.ID, r.CreatedAt, r.PromoCode, r.PromoCodeRef
+		offers[i], affiliates[i], goals[i] = r.OfferID, r.AffiliateID, r.GoalID
+		statuses[i], amounts[i], payouts[i], revenues[i], currencies[i] = r.Status, r.Amount, r.Payout, r.Revenue, r.Currency
+		orders[i], sources[i], ips[i], uas[i] = nullable(r.AdvOrderID), r.Source, nullable(r.IP), r.UserAgent
+		for j := range params {
+			params[j][i] = nullable(r.AdvParams[j])
+		}
+	}
+	return []any{ids, created, codes, refs, offers, affiliates, goals, statuses, amounts, payouts,
+		revenues, currencies, orders, params[0], params[1], params[2], params[3], params[4], sources, ips, uas}
 }

@@ -56,6 +56,8 @@ func serve(args []string, log *slog.Logger) error {
 	maxConns := fs.Int("max-conns", int(cfg.MaxConns), "PostgreSQL connections")
 	fs.BoolVar(&cfg.TrustForwardedFor, "trust-forwarded-for", false, "take the caller's IP from X-Forwarded-For (behind a trusted proxy only)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long SIGTERM waits for requests in flight")
+	fs.StringVar(&cfg.SpoolDir, "spool-dir", "", "keep conversions here (fsynced) while PostgreSQL is unreachable, replay them when it returns (empty: answer 503 instead)")
+	fs.Int64Var(&cfg.SpoolMaxBytes, "spool-max-bytes", cfg.SpoolMaxBytes, "spool size bound; when full, 503 storage_unavailable")
 	routeServer := fs.String("route-server", "", "manager route server URL, e.g. http://promo-operator-routes:8090 (empty: serve the snapshot file only)")
 	routeTokenFile := fs.String("route-token-file", "", "file holding the bearer token for the route server")
 	_ = fs.Parse(args)

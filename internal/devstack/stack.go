@@ -251,6 +251,7 @@ func (s *Stack) StartTracker(ctx context.Context, name string, port int) (*Track
 		"--route-server="+s.RouteURL,
 		"--route-token-file="+s.RouteTokenFile,
 		"--snapshot-file="+t.SnapshotFile,
+		"--spool-dir="+filepath.Join(s.opts.Dir, name+"-spool"),
 	)
 	if err != nil {
 		return nil, err
