@@ -180,7 +180,9 @@ RETURNING id`
 // an earlier attempt; or the order key) means the row is already there.
 var replaySQL = strings.Replace(strings.Replace(insertSQL, "ON CONFLICT (offer_id, goal_id, adv_order_id) WHERE adv_order_id IS NOT NULL DO NOTHING", "ON CONFLICT DO NOTHING", 1), "RETURNING id", "", 1)
 
-// ReplayLoop replays the spool every interval while rows wait, until stop is closed.
+// ReplayLoop replays the spool every interval while rows wait, until stop is
+// closed; then it tries once more, so a clean shutdown leaves nothing spooled
+// when PostgreSQL is reachable.
 func (w *Writer) ReplayLoop(stop <-chan struct{}, interval time.Duration, log func(msg string, args ...any)) {
 	if w.spool == nil {
 		return
@@ -188,19 +190,25 @@ func (w *Writer) ReplayLoop(stop <-chan struct{}, interval time.Duration, log fu
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if w.spool.Rows() > 0 {
-			n, err := w.spool.Replay(w.batchMax, w.insertSpooled)
-			w.metrics.Replayed.Add(float64(n))
-			w.metrics.SpoolRows.Set(float64(w.spool.Rows()))
-			if n > 0 || err != nil {
-				log("Replayed spooled conversions", "rows", n, "err", err)
-			}
-		}
+		w.replayOnce(log)
 		select {
 		case <-stop:
+			w.replayOnce(log)
 			return
 		case <-t.C:
 		}
+	}
+}
+
+func (w *Writer) replayOnce(log func(msg string, args ...any)) {
+	if w.spool.Rows() == 0 {
+		return
+	}
+	n, err := w.spool.Replay(w.batchMax, w.insertSpooled)
+	w.metrics.Replayed.Add(float64(n))
+	w.metrics.SpoolRows.Set(float64(w.spool.Rows()))
+	if n > 0 || err != nil {
+		log("Replayed spooled conversions", "rows", n, "err", err)
 	}
 }
 
