@@ -20,6 +20,7 @@ var gif = []byte("GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf
 // pixel and writes nothing.
 func serveCeiling(addr string) error {
 	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(http.ResponseWriter, *http.Request) {})
 	mux.HandleFunc("/track/promo", func(w http.ResponseWriter, r *http.Request) {
 		_ = r.ParseForm()
 		w.Header().Set("Content-Type", "image/gif")
@@ -43,6 +44,7 @@ func serveNaive(addr, dbURL string) error {
 		return err
 	}
 	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(http.ResponseWriter, *http.Request) {})
 	mux.HandleFunc("/track/promo", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		offerID, _ := strconv.ParseInt(q.Get("offer_id"), 10, 64)

@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net/url"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -98,11 +98,14 @@ func (s *server) stop() {
 	}
 }
 
+// waitReady polls u until it answers 200.
 func waitReady(ctx context.Context, u string) error {
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
-		if r, err := devstack.Track(ctx, u, url.Values{"code": {"X"}}); err == nil || r.HTTPStatus != 0 {
-			if r.HTTPStatus != 503 {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
 				return nil
 			}
 		}
@@ -178,7 +181,11 @@ func runTracker(ctx context.Context, r *report, step time.Duration, loads []int,
 			return err
 		}
 		base := "http://" + addr
-		if err := waitReady(ctx, base); err != nil {
+		ready := "/healthz"
+		if ti == 2 {
+			ready = "/readyz"
+		}
+		if err := waitReady(ctx, base+ready); err != nil {
 			srv.stop()
 			return err
 		}
