@@ -71,6 +71,8 @@ k8s-bins: ## Build kube-apiserver, etcd and kubectl from Go modules into bin/k8s
 test: k8s-bins verify-generated vet $(GINKGO) ## Every test: unit, envtest, tracker on PostgreSQL, chaos (short) and end to end.
 	go test -race -count=1 -timeout 20m $(GO_TEST_PKGS)
 	go test -count=1 -run '^$$' -fuzz FuzzFold -fuzztime 5s ./internal/routing
+	go test -count=1 -run '^$$' -fuzz FuzzSnapshotDecode -fuzztime 3s ./internal/routing
+	go test -count=1 -run '^$$' -fuzz FuzzApplyDelta -fuzztime 3s ./internal/routing
 	go test -count=1 -run '^$$' -fuzz FuzzParseParams -fuzztime 5s ./tracker
 	$(GINKGO) --race --randomize-all --fail-on-empty --timeout 20m ./controllers
 	go test -count=1 -timeout 20m -v ./test/e2e ./test/chaos 2>&1 | grep -E '^(=== RUN|--- |    |ok|FAIL|PASS|chaos:|panic)' || exit 1

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -613,4 +615,32 @@ func TestSpoolReplayIsIdempotentAndBounded(t *testing.T) {
 	if s.Rows() != 0 {
 		t.Fatalf("reopened: %d", s.Rows())
 	}
+}
+
+func TestSlowClientsAndUnknownParameters(t *testing.T) {
+	e := start(t, freshDB(t), testTable())
+	// Unknown parameters are ignored; empty values count as absent.
+	if code, _, r, _ := get(t, e.url, "code=PROMO22&utm_source=x&offer_id=&goal_alias=&foo[]=1"); code != 200 || r.Status != "approved" {
+		t.Fatalf("unknown/empty parameters: %d %+v", code, r)
+	}
+	// A client that sends half a request line and stalls is cut off by the
+	// read-header timeout instead of holding the connection.
+	conn, err := net.Dial("tcp", e.srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("GET /track/promo?code=PROMO22 HTTP/1.1\r\nHost: x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	start := time.Now()
+	_, err = io.ReadAll(conn)
+	if err != nil && !errors.Is(err, io.EOF) {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatal("the server kept a stalled client for 20s")
+		}
+	}
+	t.Logf("stalled client disconnected after %s", time.Since(start).Round(time.Millisecond))
 }

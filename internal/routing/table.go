@@ -332,6 +332,9 @@ func (t *Table) Lookup(q *Query) (Match, Outcome) {
 
 func (o *Offer) goal(id int64, alias string) *Goal {
 	if id == 0 && alias == "" {
+		if o.DefaultGoal < 0 || o.DefaultGoal >= len(o.Goals) {
+			return nil // a malformed table: no default goal
+		}
 		return &o.Goals[o.DefaultGoal]
 	}
 	for i := range o.Goals {

@@ -333,3 +333,60 @@ func TestAmountText(t *testing.T) {
 		t.Errorf("percent: %s", got)
 	}
 }
+
+// FuzzSnapshotDecode feeds arbitrary bytes to what a tracker does with a
+// snapshot file or stream line: decode, build, look up. Nothing may panic.
+func FuzzSnapshotDecode(f *testing.F) {
+	good, _ := json.Marshal(world().Snapshot())
+	f.Add(good)
+	f.Add([]byte(`{"version":"v","offers":[{"ref":"a/b","id":1,"goals":[]}],"codes":[{"folded":"X","entries":[{"code":"X","offerRef":"a/b"}]}]}`))
+	f.Add([]byte(`{"offers":[{"ref":"a/b","goals":[{"id":1}],"defaultGoal":5}],"codes":[{"folded":"A","entries":[{"offerRef":"a/b"}]}]}`))
+	f.Add([]byte(`{"offers":[{"ref":"a/b","id":1,"enabled":true,"goals":[],"defaultGoal":3}],"codes":[{"folded":"A","entries":[{"code":"A","offerRef":"a/b"}]}]}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var s Snapshot
+		if err := json.Unmarshal(b, &s); err != nil {
+			return
+		}
+		tbl := NewTable(s)
+		for _, g := range s.Codes {
+			tbl.Lookup(&Query{Code: g.Folded, At: t0})
+			tbl.Lookup(&Query{Code: g.Folded, GoalAlias: "sale", OfferID: 1, At: t0})
+		}
+		_ = tbl.Snapshot()
+	})
+}
+
+// FuzzApplyDelta applies arbitrary deltas to a real table: nothing may
+// panic, the old table must not change, and a deleted group must be gone.
+func FuzzApplyDelta(f *testing.F) {
+	d, _ := json.Marshal(Delta{Version: "v2", DeletedOffers: []string{"shop/summer"}, Codes: []CodeGroup{{Folded: "PROMO22"}, {Folded: "NEW", Entries: []Entry{{Code: "new", OfferRef: "shop/winter"}}}}})
+	f.Add(d)
+	f.Add([]byte(`{"offers":[{"ref":"shop/summer","id":7,"enabled":true,"goals":[]}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var d Delta
+		if err := json.Unmarshal(b, &d); err != nil {
+			return
+		}
+		before := world()
+		want := before.Snapshot()
+		after := before.Apply(d)
+		for _, g := range d.Codes {
+			after.Lookup(&Query{Code: g.Folded, At: t0})
+		}
+		last := map[string]int{}
+		for _, g := range d.Codes {
+			last[g.Folded] = len(g.Entries)
+		}
+		for f, n := range last {
+			if n == 0 && after.Group(f) != nil {
+				t.Fatalf("deleted group %q still present", f)
+			}
+		}
+		got, _ := json.Marshal(before.Snapshot())
+		w, _ := json.Marshal(want)
+		if string(got) != string(w) {
+			t.Fatal("Apply changed the old table")
+		}
+	})
+}
