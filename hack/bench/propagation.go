@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -32,6 +34,7 @@ type propagation struct {
 	ManagerRSSMiB float64       `json:"manager_rss_mib"`
 	IdleCPU       float64       `json:"idle_cpu_percent"`
 	SnapshotBytes int           `json:"snapshot_bytes"`
+	DeltaBytes    int           `json:"delta_bytes"` // median size of a one-code delta on the route stream
 }
 
 var scales = []int{1_000, 100_000}
@@ -91,6 +94,7 @@ func propagate(ctx context.Context, root, dir string, existing int) (p propagati
 		return p, err
 	}
 
+	stopWatch := watchDeltas(ctx, s.RouteURL, s.RouteToken)
 	const samples = 200
 	var lat, create []time.Duration
 	for i := range samples {
@@ -110,6 +114,10 @@ func propagate(ctx context.Context, root, dir string, existing int) (p propagati
 			time.Sleep(2 * time.Millisecond)
 		}
 		lat = append(lat, time.Since(t0))
+	}
+	if sizes := stopWatch(); len(sizes) > 0 {
+		slices.Sort(sizes)
+		p.DeltaBytes = sizes[len(sizes)/2]
 	}
 	slices.Sort(lat)
 	slices.Sort(create)
@@ -132,6 +140,44 @@ func propagate(ctx context.Context, root, dir string, existing int) (p propagati
 	}
 	fmt.Printf("    apply->servable p50 %s p99 %s max %s; manager RSS %.0f MiB, idle CPU %.1f%%\n", p.P50, p.P99, p.Max, p.ManagerRSSMiB, p.IdleCPU)
 	return p, nil
+}
+
+// watchDeltas reads the route stream (as a tracker does) and records the size
+// of every delta line; stop ends the stream and returns the sizes.
+func watchDeltas(ctx context.Context, routeURL, token string) func() []int {
+	ctx, cancel := context.WithCancel(ctx)
+	var mu sync.Mutex
+	var sizes []int
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, routeURL+"/v1/routes", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return
+		}
+		defer resp.Body.Close()
+		br := bufio.NewReaderSize(resp.Body, 1<<20)
+		for {
+			line, err := br.ReadBytes('\n')
+			if err != nil {
+				return
+			}
+			if bytes.HasPrefix(line, []byte(`{"type":"delta"`)) {
+				mu.Lock()
+				sizes = append(sizes, len(line))
+				mu.Unlock()
+			}
+		}
+	}()
+	return func() []int {
+		cancel()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		return sizes
+	}
 }
 
 func parallel(workers, n int, f func(i int) error) error {

@@ -70,10 +70,10 @@ func (r *report) write(path string) error {
 	}
 	if len(r.Propagation) > 0 {
 		w("\n## Propagation and control plane at scale\n\nThe whole stack (internal/devstack: etcd, kube-apiserver, manager with webhook and route server, tracker, PostgreSQL). Create a PromoCode through the API (as `kubectl apply` does, admission webhook included) and poll the tracker every 2 ms until it routes the code (a probe with an unknown goal alias, which records nothing).\n\n")
-		w("| existing codes | create all + offers | until all reconciled | apply→servable p50 | p99 | max | create (webhook incl.) p50 | p99 | manager RSS | manager idle CPU | full snapshot |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		w("| existing codes | create all + offers | until all reconciled | apply→servable p50 | p99 | max | create (webhook incl.) p50 | p99 | manager RSS | manager idle CPU | full snapshot | one-code delta |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, p := range r.Propagation {
-			w("| %d | %s | %s | %s | %s | %s | %s | %s | %.0f MiB | %.1f%% | %.1f MiB |\n", p.Existing, p.CreateAllTook.Round(time.Millisecond), p.AllReadyTook.Round(time.Millisecond),
-				ms(p.P50), ms(p.P99), ms(p.Max), ms(p.CreateP50), ms(p.CreateP99), p.ManagerRSSMiB, p.IdleCPU, float64(p.SnapshotBytes)/(1<<20))
+			w("| %d | %s | %s | %s | %s | %s | %s | %s | %.0f MiB | %.1f%% | %.1f MiB | %d B |\n", p.Existing, p.CreateAllTook.Round(time.Millisecond), p.AllReadyTook.Round(time.Millisecond),
+				ms(p.P50), ms(p.P99), ms(p.Max), ms(p.CreateP50), ms(p.CreateP99), p.ManagerRSSMiB, p.IdleCPU, float64(p.SnapshotBytes)/(1<<20), p.DeltaBytes)
 		}
 	}
 	if extra, err := os.ReadFile(filepath.Join(filepath.Dir(path), "benchmarks-notes.md")); err == nil {

@@ -246,7 +246,9 @@ func runTracker(ctx context.Context, r *report, step time.Duration, loads []int,
 				t.Lost++
 			}
 		}
-		fmt.Printf("    acknowledged %d, rows %d, lost %d\n", t.Acked, t.Rows, t.Lost)
+		if t.Writes {
+			fmt.Printf("    acknowledged %d, rows %d, lost %d\n", t.Acked, t.Rows, t.Lost)
+		}
 		r.Targets = append(r.Targets, t)
 	}
 	return nil
