@@ -22,7 +22,7 @@ GINKGO_VERSION ?= $(shell go list -m -f '{{.Version}}' github.com/onsi/ginkgo/v2
 KO_VERSION ?= v0.19.1
 
 # Packages tested with plain `go test` (the envtest suite runs under ginkgo).
-GO_TEST_PKGS = $(shell go list ./... | grep -v -e /controllers -e /test/e2e -e /test/chaos)
+GO_TEST_PKGS = $(shell go list ./... | grep -v -e /controllers -e /test/e2e -e /test/chaos -e /test/browser)
 
 .PHONY: all
 all: build
@@ -68,14 +68,15 @@ k8s-bins: ## Build kube-apiserver, etcd and kubectl from Go modules into bin/k8s
 	@bash hack/build-k8s-bins.sh >/dev/null
 
 .PHONY: test
-test: k8s-bins verify-generated vet $(GINKGO) ## Every test: unit, envtest, tracker on PostgreSQL, chaos (short) and end to end.
+test: k8s-bins verify-generated vet $(GINKGO) ## Every test: unit, envtest, tracker and portal on PostgreSQL, chaos (short), end to end and the browser test.
 	go test -race -count=1 -timeout 20m $(GO_TEST_PKGS)
 	go test -count=1 -run '^$$' -fuzz FuzzFold -fuzztime 5s ./internal/routing
 	go test -count=1 -run '^$$' -fuzz FuzzSnapshotDecode -fuzztime 3s ./internal/routing
 	go test -count=1 -run '^$$' -fuzz FuzzApplyDelta -fuzztime 3s ./internal/routing
 	go test -count=1 -run '^$$' -fuzz FuzzParseParams -fuzztime 5s ./tracker
 	$(GINKGO) --race --randomize-all --fail-on-empty --timeout 20m ./controllers
-	go test -count=1 -timeout 20m -v ./test/e2e ./test/chaos 2>&1 | grep -E '^(=== RUN|--- |    |ok|FAIL|PASS|chaos:|panic)' || exit 1
+	@bash hack/ensure-chromium.sh >/dev/null
+	go test -count=1 -timeout 20m -v ./test/e2e ./test/chaos ./test/browser 2>&1 | grep -E '^(=== RUN|--- |    |ok|FAIL|PASS|chaos:|panic)' || exit 1
 
 .PHONY: chaos
 chaos: k8s-bins ## Fault test under load: PostgreSQL, tracker and manager restarts (CHAOS_DURATION, default 2m).
@@ -98,7 +99,7 @@ run: ## Run the manager against the current kube context.
 .PHONY: images
 images: $(KO) ## Build container images without a Docker daemon (ko, tarballs in bin/images).
 	mkdir -p $(LOCALBIN)/images
-	for c in manager tracker; do KO_DOCKER_REPO=promo-operator $(KO) build --bare --push=false --tarball=$(LOCALBIN)/images/$$c.tar ./cmd/$$c; done
+	for c in manager tracker portal; do KO_DOCKER_REPO=promo-operator $(KO) build --bare --push=false --tarball=$(LOCALBIN)/images/$$c.tar ./cmd/$$c; done
 
 ##@ Deployment
 

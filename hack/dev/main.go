@@ -1,6 +1,6 @@
 // Command dev runs the whole product locally (`make dev`, SPEC §6): it builds
 // what it needs, starts etcd + kube-apiserver, PostgreSQL, the manager and a
-// tracker, applies config/samples, prints example requests, writes .dev/env
+// tracker and the portal, applies config/samples, prints example requests, writes .dev/env
 // once everything is ready, and stops everything on Ctrl-C / SIGTERM.
 package main
 
@@ -20,15 +20,16 @@ import (
 func main() {
 	root := flag.String("root", ".", "repository root")
 	trackerPort := flag.Int("tracker-port", 8080, "preferred tracker port (a free one is used when busy)")
+	portalPort := flag.Int("portal-port", 8081, "preferred portal port (a free one is used when busy)")
 	skipBuild := flag.Bool("skip-build", false, "use the binaries already in bin/")
 	flag.Parse()
-	if err := run(*root, *trackerPort, *skipBuild); err != nil {
+	if err := run(*root, *trackerPort, *portalPort, *skipBuild); err != nil {
 		fmt.Fprintf(os.Stderr, "make dev: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(root string, trackerPort int, skipBuild bool) error {
+func run(root string, trackerPort, portalPort int, skipBuild bool) error {
 	root, err := filepath.Abs(root)
 	if err != nil {
 		return err
@@ -45,7 +46,7 @@ func run(root string, trackerPort int, skipBuild bool) error {
 	_ = os.Remove(filepath.Join(dir, "env"))
 	started := time.Now()
 	s, err := devstack.Start(ctx, devstack.Options{
-		Root: root, Dir: dir, TrackerPort: trackerPort,
+		Root: root, Dir: dir, TrackerPort: trackerPort, PortalPort: portalPort,
 		DatabaseURL: os.Getenv("DATABASE_URL"), Out: os.Stdout,
 	})
 	if err != nil {
@@ -88,7 +89,7 @@ func printWelcome(s *devstack.Stack, trackerURL, envFile string, took time.Durat
 	fmt.Printf(`
 promo-operator is running (ready in %s). Logs: %s
 
-  source %s          # KUBECONFIG, TRACKER_URL, DATABASE_URL
+  source %s          # KUBECONFIG, TRACKER_URL, DATABASE_URL, PORTAL_URL, PORTAL_TOKEN
 
   kubectl get promo -A                                   # Offers and PromoCodes (bin/k8s/kubectl)
   curl -s "%s/track/promo?code=PROMO22&amount=19.99&adv_order_id=order-1"
@@ -96,7 +97,11 @@ promo-operator is running (ready in %s). Logs: %s
   curl -s "%s/track/promo?code=VIP10&token=s3cret-vip&amount=100"
   curl -si "%s/track/promo?code=PROMO22&return=img" | head -5
   psql "$DATABASE_URL" -c 'select created_at, promo_code, offer_id, affiliate_id, status, amount, payout from conversions order by id desc limit 5'
+  curl -s -H "Authorization: Bearer $PORTAL_TOKEN" "$PORTAL_URL/api/v1/transactions?promo_code=promo22"
+  curl -s -H "Authorization: Bearer $PORTAL_TOKEN" "$PORTAL_URL/api/v1/affiliates/42/promo-codes"
+
+  Reports in a browser: %s (sign in with the token in %s)
 
 Press Ctrl-C to stop everything.
-`, took.Round(100*time.Millisecond), s.LogDir, envFile, trackerURL, trackerURL, trackerURL, trackerURL)
+`, took.Round(100*time.Millisecond), s.LogDir, envFile, trackerURL, trackerURL, trackerURL, trackerURL, s.PortalURL, filepath.Join(filepath.Dir(envFile), "portal-token"))
 }

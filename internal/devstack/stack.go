@@ -21,10 +21,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
 )
@@ -37,6 +39,8 @@ type Options struct {
 	Dir string
 	// TrackerPort is the preferred tracker port; when busy or zero, any free port.
 	TrackerPort int
+	// PortalPort is the preferred portal port; when busy or zero, any free port.
+	PortalPort int
 	// DatabaseURL is an existing PostgreSQL to use; empty starts a private one in Dir.
 	DatabaseURL string
 	// Out receives progress lines.
@@ -61,6 +65,9 @@ type Stack struct {
 	Manager     *Proc
 	managerPort struct{ metrics, health, route int }
 	Trackers    map[string]*Tracker
+	Portal      *Proc
+	PortalURL   string
+	PortalToken string
 }
 
 // Tracker is a running tracker process.
@@ -105,7 +112,7 @@ func Build(ctx context.Context, root string, out io.Writer) error {
 }
 
 // Start brings up PostgreSQL, the control plane with CRDs and webhooks, the
-// manager and one tracker named "tracker". Binaries must be built. On error
+// manager, one tracker named "tracker" and the portal. Binaries must be built. On error
 // everything started so far is stopped.
 func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	s = &Stack{opts: opts, Trackers: map[string]*Tracker{}, LogDir: filepath.Join(opts.Dir, "logs")}
@@ -127,6 +134,9 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 		return nil, err
 	}
 	if _, err := s.StartTracker(ctx, "tracker", opts.TrackerPort); err != nil {
+		return nil, err
+	}
+	if err := s.StartPortal(ctx, opts.PortalPort); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -171,6 +181,7 @@ func (s *Stack) startControlPlane() error {
 	if err := trackingv1alpha1.AddToScheme(scheme.Scheme); err != nil {
 		return err
 	}
+	logf.SetLogger(logr.Discard()) // envtest's own chatter; the processes log to LogDir
 	cfg, err := s.Env.Start()
 	if err != nil {
 		s.Env = nil
@@ -286,6 +297,9 @@ func (s *Stack) WriteEnv(extra map[string]string) (string, error) {
 		{"DATABASE_URL", s.DatabaseURL},
 		{"ROUTE_SERVER_URL", s.RouteURL},
 	}
+	if s.Portal != nil {
+		kv = append(kv, struct{ k, v string }{"PORTAL_URL", s.PortalURL}, struct{ k, v string }{"PORTAL_TOKEN", s.PortalToken})
+	}
 	for k, v := range extra {
 		kv = append(kv, struct{ k, v string }{k, v})
 	}
@@ -304,6 +318,11 @@ func (s *Stack) WriteEnv(extra map[string]string) (string, error) {
 // the manager, the control plane, PostgreSQL.
 func (s *Stack) Stop() error {
 	var errs []error
+	if s.Portal != nil {
+		s.logf("stopping the portal")
+		errs = append(errs, s.Portal.Stop(30*time.Second))
+		s.Portal = nil
+	}
 	for name, t := range s.Trackers {
 		if t.Proc != nil {
 			s.logf("stopping %s", name)
