@@ -188,7 +188,11 @@ func TestAuth(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		body, _ := io.ReadAll(resp.Body)
 		_ = resp.Body.Close()
+		if string(body) != `{"error":"unauthorized","message":"send Authorization: Bearer <token>"}`+"\n" {
+			t.Errorf("%s: body %s", tc.name, body)
+		}
 		if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") == "" {
 			t.Errorf("%s: %d %q, want 401 with WWW-Authenticate", tc.name, resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 		}
