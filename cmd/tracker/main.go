@@ -10,6 +10,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -60,6 +62,7 @@ func serve(args []string, log *slog.Logger) error {
 	fs.Int64Var(&cfg.SpoolMaxBytes, "spool-max-bytes", cfg.SpoolMaxBytes, "spool size bound; when full, 503 storage_unavailable")
 	routeServer := fs.String("route-server", "", "manager route server URL, e.g. http://promo-operator-routes:8090 (empty: serve the snapshot file only)")
 	routeTokenFile := fs.String("route-token-file", "", "file holding the bearer token for the route server")
+	debugListen := fs.String("debug-listen", "", "serve /debug/pprof on this address, e.g. 127.0.0.1:6060 (empty: off; never expose it publicly)")
 	_ = fs.Parse(args)
 	if cfg.DatabaseURL == "" {
 		return fmt.Errorf("--database-url or $DATABASE_URL is required")
@@ -81,8 +84,25 @@ func serve(args []string, log *slog.Logger) error {
 		c := &sync.Client{URL: *routeServer, Token: token, SnapshotFile: cfg.SnapshotFile, Log: log, Registerer: srv.Registry}
 		syncer = c.Run
 	}
+	if *debugListen != "" {
+		go servePprof(*debugListen, log)
+	}
 	log.Info("Tracker listening", "addr", srv.Addr(), "route_server", *routeServer)
 	return srv.Run(ctx, syncer)
+}
+
+// servePprof serves the runtime profiles on a separate, private listener.
+func servePprof(addr string, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	if err := srv.ListenAndServe(); err != nil {
+		log.Error("Debug listener stopped", "addr", addr, "err", err)
+	}
 }
 
 func readToken(path string) (string, error) {

@@ -34,7 +34,10 @@ func main() {
 	codes := flag.Int("codes", 100_000, "codes in the tracker's table")
 	propagation := flag.Bool("propagation", true, "measure kubectl apply -> servable through the whole stack")
 	scaleList := flag.String("scales", "1000,100000", "existing PromoCodes for the propagation runs")
-	out := flag.String("out", "docs/benchmarks.md", "report path, relative to root")
+	out := flag.String("out", "docs/benchmarks.md", "report path, relative to root (or absolute)")
+	lookup := flag.Bool("lookup", true, "run the routing table's Go benchmarks")
+	flag.BoolVar(&onlyTracker, "only-tracker", false, "skip the ceiling and naive baselines (experiments; the report then lacks them)")
+	flag.StringVar(&trackerArgs, "tracker-args", "", "extra flags for the tracker under test, space-separated (experiments)")
 	flag.Parse()
 	scales = parseLoads(*scaleList)
 	abs, err := filepath.Abs(*root)
@@ -42,12 +45,18 @@ func main() {
 	r := &report{Root: abs, Started: time.Now(), Machine: machine()}
 	ctx := context.Background()
 	must(runTracker(ctx, r, *step, parseLoads(*loads), *codes))
-	must(runLookup(ctx, r))
+	if *lookup {
+		must(runLookup(ctx, r))
+	}
 	if *propagation {
 		must(runPropagation(ctx, r))
 	}
-	must(r.write(filepath.Join(abs, *out)))
-	fmt.Printf("wrote %s\n", filepath.Join(abs, *out))
+	path := *out
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(abs, path)
+	}
+	must(r.write(path))
+	fmt.Printf("wrote %s\n", path)
 }
 
 func must(err error) {

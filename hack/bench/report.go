@@ -40,15 +40,17 @@ func (r *report) write(path string) error {
 		w("Open-loop load over loopback (hack/bench/load: request *i* is due at *i*/rate and its latency counts from that instant, so stalls are charged — no coordinated omission). ")
 		w("Unique `adv_order_id` per request, half postbacks (JSON) and half `return=img` pixels, codes drawn at random from a %d-code table. ", r.TableCodes)
 		w("Baselines measured in the same run against the same PostgreSQL: the **ceiling** is a minimal Go handler returning the pixel without writing; the **naive** tracker does one INSERT (one commit, one fsync) per request.\n\n")
-		w("### Maximum throughput (offered 100k req/s, 256 connections)\n\n| server | completed req/s | 200 replies | non-200 | errors | p50 | p99 |\n|---|---:|---:|---:|---:|---:|---:|\n")
+		w("CPU columns: cores used during the step by the load generator, the server under test and PostgreSQL (postmaster and backends), from /proc; 2.00 is the whole machine.\n\n")
+		cpu := func(c cpuSplit) string { return fmt.Sprintf("%.2f / %.2f / %.2f", c.LoadGen, c.Server, c.Postgres) }
+		w("### Maximum throughput (offered 100k req/s, 256 connections)\n\n| server | completed req/s | 200 replies | non-200 | errors | p50 | p99 | CPU loadgen / server / PG |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, t := range r.Targets {
 			s := t.Saturation
-			w("| %s | %.0f | %d | %d | %d | %s | %s |\n", t.Name, float64(s.OK+s.Non200)/s.Elapsed.Seconds(), s.OK, s.Non200, s.Errors, ms(s.P50), ms(s.P99))
+			w("| %s | %.0f | %d | %d | %d | %s | %s | %s |\n", t.Name, float64(s.OK+s.Non200)/s.Elapsed.Seconds(), s.OK, s.Non200, s.Errors, ms(s.P50), ms(s.P99), cpu(t.CPU["saturation"]))
 		}
-		w("\n### Latency at fixed offered loads (512 connections)\n\n| server | offered req/s | achieved req/s | 200 | non-200 | p50 | p99 | p99.9 | max |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		w("\n### Latency at fixed offered loads (512 connections)\n\n| server | offered req/s | achieved req/s | 200 | non-200 | p50 | p99 | p99.9 | max | CPU loadgen / server / PG |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, t := range r.Targets {
 			for _, s := range t.Steps {
-				w("| %s | %d | %.0f | %d | %d | %s | %s | %s | %s |\n", t.Name, s.Offered, float64(s.OK+s.Non200)/s.Elapsed.Seconds(), s.OK, s.Non200, ms(s.P50), ms(s.P99), ms(s.P999), ms(s.Max))
+				w("| %s | %d | %.0f | %d | %d | %s | %s | %s | %s | %s |\n", t.Name, s.Offered, float64(s.OK+s.Non200)/s.Elapsed.Seconds(), s.OK, s.Non200, ms(s.P50), ms(s.P99), ms(s.P999), ms(s.Max), cpu(t.CPU[fmt.Sprintf("load%d", s.Offered)]))
 			}
 		}
 		w("\n### Durability check\n\nAfter each writer's run (the server is stopped with SIGTERM first, so its queue drains), the acknowledged order ids are compared with the rows in PostgreSQL.\n\n| server | acknowledged (200, approved) | rows | acknowledged but missing |\n|---|---:|---:|---:|\n")

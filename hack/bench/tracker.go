@@ -24,6 +24,12 @@ import (
 	"promocodes.dev/promo-operator/internal/routing"
 )
 
+// trackerArgs are extra flags for the tracker under test (-tracker-args).
+var trackerArgs string
+
+// onlyTracker skips the baselines (-only-tracker, for experiments).
+var onlyTracker bool
+
 type target struct {
 	Name       string           `json:"name"`
 	Saturation loadgen.Result   `json:"saturation"`
@@ -32,6 +38,8 @@ type target struct {
 	Rows       int              `json:"rows"`
 	Lost       int              `json:"lost"`
 	Writes     bool             `json:"writes"`
+	// CPU by step tag (saturation, load2000, ...).
+	CPU map[string]cpuSplit `json:"cpu"`
 }
 
 // snapshotFile writes a routing table with n codes over 1000 offers, the
@@ -166,10 +174,13 @@ func runTracker(ctx context.Context, r *report, step time.Duration, loads []int,
 		{"ceiling (pixel, no write)", self, func(a string) []string { return []string{"serve-ceiling", a} }},
 		{"naive (1 INSERT per request)", self, func(a string) []string { return []string{"serve-naive", a, dbURL} }},
 		{"promo-operator tracker", filepath.Join(r.Root, "bin", "tracker"), func(a string) []string {
-			return []string{"--listen=" + a, "--database-url=" + dbURL, "--snapshot-file=" + snap}
+			return append([]string{"--listen=" + a, "--database-url=" + dbURL, "--snapshot-file=" + snap}, strings.Fields(trackerArgs)...)
 		}},
 	}
 	for ti, sp := range specs {
+		if onlyTracker && ti != 2 {
+			continue
+		}
 		port, err := devstack.FreePort()
 		if err != nil {
 			return err
@@ -193,11 +204,13 @@ func runTracker(ctx context.Context, r *report, step time.Duration, loads []int,
 			srv.stop()
 			return err
 		}
-		t := target{Name: sp.name, Writes: ti > 0}
+		t := target{Name: sp.name, Writes: ti > 0, CPU: map[string]cpuSplit{}}
+		meter := &cpuMeter{server: srv.cmd.Process.Pid, pgDir: pgDir}
 		var mu sync.Mutex
 		acked := map[string]bool{}
 		runOnce := func(tag string, rate, workers int, d time.Duration) loadgen.Result {
 			prefix := fmt.Sprintf("t%d-%s-", ti, tag)
+			meter.start()
 			res := loadgen.Run(ctx, loadgen.Config{Rate: rate, Duration: d, Workers: workers,
 				URL: func(i int) string {
 					c := codes[rand.IntN(len(codes))]
@@ -215,7 +228,9 @@ func runTracker(ctx context.Context, r *report, step time.Duration, loads []int,
 					}
 				},
 			})
-			fmt.Printf("    %s: %s\n", tag, res)
+			cpu := meter.stop()
+			t.CPU[tag] = cpu
+			fmt.Printf("    %s: %s; CPU cores: loadgen %.2f, server %.2f, postgres %.2f\n", tag, res, cpu.LoadGen, cpu.Server, cpu.Postgres)
 			return res
 		}
 		runOnce("warmup", 1000, 64, 2*time.Second)
