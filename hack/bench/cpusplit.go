@@ -25,7 +25,7 @@ type cpuMeter struct {
 
 // postgresPids returns the postmaster of the cluster in dir and its children.
 func postgresPids(dir string) []int {
-	b, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
+	b, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid")) // hack/ensure-postgres.sh layout
 	if err != nil {
 		return nil
 	}
