@@ -35,7 +35,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults of the tracker's flags.
 func DefaultConfig() Config {
-	return Config{Listen: ":8080", QueueSize: 20000, BatchMax: 1000, Writers: 4, MaxConns: 16, ShutdownTimeout: 30 * time.Second,
+	return Config{Listen: ":8080", QueueSize: 20000, BatchMax: 1000, Writers: 1, MaxConns: 16, ShutdownTimeout: 30 * time.Second,
 		SpoolMaxBytes: 1 << 30}
 }
 

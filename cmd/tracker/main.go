@@ -54,7 +54,7 @@ func serve(args []string, log *slog.Logger) error {
 	fs.StringVar(&cfg.SnapshotFile, "snapshot-file", "", "routing table saved here and loaded at start (serve from it while the manager is down)")
 	fs.IntVar(&cfg.QueueSize, "queue-size", cfg.QueueSize, "conversions waiting for a commit before 503 storage_unavailable")
 	fs.IntVar(&cfg.BatchMax, "batch-max", cfg.BatchMax, "most rows committed in one transaction")
-	fs.IntVar(&cfg.Writers, "writers", cfg.Writers, "concurrent group commits")
+	fs.IntVar(&cfg.Writers, "writers", cfg.Writers, "concurrent group commits; 1 makes the biggest batches (least PostgreSQL CPU per row, see docs/benchmarks.md); raise it when PostgreSQL is remote with cores to spare")
 	maxConns := fs.Int("max-conns", int(cfg.MaxConns), "PostgreSQL connections")
 	fs.BoolVar(&cfg.TrustForwardedFor, "trust-forwarded-for", false, "take the caller's IP from X-Forwarded-For (behind a trusted proxy only)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long SIGTERM waits for requests in flight")
