@@ -37,6 +37,7 @@ func main() {
 	out := flag.String("out", "docs/benchmarks.md", "report path, relative to root (or absolute)")
 	lookup := flag.Bool("lookup", true, "run the routing table's Go benchmarks")
 	flag.BoolVar(&onlyTracker, "only-tracker", false, "skip the ceiling and naive baselines (experiments; the report then lacks them)")
+	flag.IntVar(&compareWriters, "compare-writers", 4, "also run the tracker with --writers=N, for comparison with the default (0: skip)")
 	flag.StringVar(&trackerArgs, "tracker-args", "", "extra flags for the tracker under test, space-separated (experiments)")
 	flag.Parse()
 	scales = parseLoads(*scaleList)

@@ -30,6 +30,10 @@ var trackerArgs string
 // onlyTracker skips the baselines (-only-tracker, for experiments).
 var onlyTracker bool
 
+// compareWriters adds a run of the tracker with --writers=N (0: none), the
+// evidence behind the default of one writer.
+var compareWriters int
+
 type target struct {
 	Name       string           `json:"name"`
 	Saturation loadgen.Result   `json:"saturation"`
@@ -177,8 +181,14 @@ func runTracker(ctx context.Context, r *report, step time.Duration, loads []int,
 			return append([]string{"--listen=" + a, "--database-url=" + dbURL, "--snapshot-file=" + snap}, strings.Fields(trackerArgs)...)
 		}},
 	}
+	if compareWriters > 0 {
+		n := compareWriters
+		specs = append(specs, spec{fmt.Sprintf("tracker with --writers=%d", n), filepath.Join(r.Root, "bin", "tracker"), func(a string) []string {
+			return append([]string{"--listen=" + a, "--database-url=" + dbURL, "--snapshot-file=" + snap, fmt.Sprintf("--writers=%d", n)}, strings.Fields(trackerArgs)...)
+		}})
+	}
 	for ti, sp := range specs {
-		if onlyTracker && ti != 2 {
+		if onlyTracker && ti < 2 {
 			continue
 		}
 		port, err := devstack.FreePort()
@@ -193,7 +203,7 @@ func runTracker(ctx context.Context, r *report, step time.Duration, loads []int,
 		}
 		base := "http://" + addr
 		ready := "/healthz"
-		if ti == 2 {
+		if ti >= 2 {
 			ready = "/readyz"
 		}
 		if err := waitReady(ctx, base+ready); err != nil {
