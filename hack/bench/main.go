@@ -36,6 +36,7 @@ func main() {
 	scaleList := flag.String("scales", "1000,100000", "existing PromoCodes for the propagation runs")
 	out := flag.String("out", "docs/benchmarks.md", "report path, relative to root (or absolute)")
 	lookup := flag.Bool("lookup", true, "run the routing table's Go benchmarks")
+	tracker := flag.Bool("tracker", true, "run the tracker end to end against its baselines")
 	flag.BoolVar(&onlyTracker, "only-tracker", false, "skip the ceiling and naive baselines (experiments; the report then lacks them)")
 	flag.IntVar(&compareWriters, "compare-writers", 4, "also run the tracker with --writers=N, for comparison with the default (0: skip)")
 	flag.StringVar(&trackerArgs, "tracker-args", "", "extra flags for the tracker under test, space-separated (experiments)")
@@ -45,7 +46,9 @@ func main() {
 	must(err)
 	r := &report{Root: abs, Started: time.Now(), Machine: machine()}
 	ctx := context.Background()
-	must(runTracker(ctx, r, *step, parseLoads(*loads), *codes))
+	if *tracker {
+		must(runTracker(ctx, r, *step, parseLoads(*loads), *codes))
+	}
 	if *lookup {
 		must(runLookup(ctx, r))
 	}
