@@ -170,25 +170,27 @@ func runTracker(ctx context.Context, r *report, step time.Duration, loads []int,
 	r.TableCodes = nCodes
 
 	type spec struct {
-		name string
-		bin  string
-		args func(addr string) []string
+		name    string
+		bin     string
+		args    func(addr string) []string
+		tracker bool // the tracker under test: kept by -only-tracker, ready on /readyz
+	}
+	trackerSpec := func(name string, extra ...string) spec {
+		return spec{name, filepath.Join(r.Root, "bin", "tracker"), func(a string) []string {
+			args := append([]string{"--listen=" + a, "--database-url=" + dbURL, "--snapshot-file=" + snap}, extra...)
+			return append(args, strings.Fields(trackerArgs)...)
+		}, true}
 	}
 	specs := []spec{
-		{"ceiling (pixel, no write)", self, func(a string) []string { return []string{"serve-ceiling", a} }},
-		{"naive (1 INSERT per request)", self, func(a string) []string { return []string{"serve-naive", a, dbURL} }},
-		{"promo-operator tracker", filepath.Join(r.Root, "bin", "tracker"), func(a string) []string {
-			return append([]string{"--listen=" + a, "--database-url=" + dbURL, "--snapshot-file=" + snap}, strings.Fields(trackerArgs)...)
-		}},
+		{"ceiling (pixel, no write)", self, func(a string) []string { return []string{"serve-ceiling", a} }, false},
+		{"naive (1 INSERT per request)", self, func(a string) []string { return []string{"serve-naive", a, dbURL} }, false},
+		trackerSpec("promo-operator tracker"),
 	}
 	if compareWriters > 0 {
-		n := compareWriters
-		specs = append(specs, spec{fmt.Sprintf("tracker with --writers=%d", n), filepath.Join(r.Root, "bin", "tracker"), func(a string) []string {
-			return append([]string{"--listen=" + a, "--database-url=" + dbURL, "--snapshot-file=" + snap, fmt.Sprintf("--writers=%d", n)}, strings.Fields(trackerArgs)...)
-		}})
+		specs = append(specs, trackerSpec(fmt.Sprintf("tracker with --writers=%d", compareWriters), fmt.Sprintf("--writers=%d", compareWriters)))
 	}
 	for ti, sp := range specs {
-		if onlyTracker && ti < 2 {
+		if onlyTracker && !sp.tracker {
 			continue
 		}
 		port, err := devstack.FreePort()
@@ -203,7 +205,7 @@ func runTracker(ctx context.Context, r *report, step time.Duration, loads []int,
 		}
 		base := "http://" + addr
 		ready := "/healthz"
-		if ti >= 2 {
+		if sp.tracker {
 			ready = "/readyz"
 		}
 		if err := waitReady(ctx, base+ready); err != nil {
