@@ -1,8 +1,8 @@
 // Package routeserver is the manager side of the routing-table sync
 // (SPEC §5, docs/sync.md). On every manager replica it watches Offers,
 // PromoCodes and token Secrets in the manager's cache, recompiles only what
-// an event touched (one folded code's group, the Offers sharing an id) after a
-// short holdoff, and streams the table to trackers: a snapshot, then deltas,
+// an event touched (one folded code's group, the Offers sharing an id) at once
+// or, during a burst, once per interval, and streams the table to trackers: a snapshot, then deltas,
 // with heartbeats, over HTTP with a bearer token.
 package routeserver
 
@@ -46,8 +46,7 @@ type Server struct {
 	Token     string
 	Cache     cache.Cache
 	Log       logr.Logger
-	Holdoff   time.Duration // quiet time before publishing (default 100ms)
-	MaxDelay  time.Duration // longest a change waits (default 500ms)
+	Interval  time.Duration // shortest time between two deltas (default 50ms)
 	Heartbeat time.Duration // default 10s
 	ClientBuf int           // messages buffered per client before it is dropped (default 256)
 
@@ -74,11 +73,8 @@ func (d *dirtySet) empty() bool { return len(d.codes)+len(d.offerIDs)+len(d.offe
 func (s *Server) NeedLeaderElection() bool { return false }
 
 func (s *Server) defaults() {
-	if s.Holdoff == 0 {
-		s.Holdoff = 100 * time.Millisecond
-	}
-	if s.MaxDelay == 0 {
-		s.MaxDelay = 500 * time.Millisecond
+	if s.Interval == 0 {
+		s.Interval = 50 * time.Millisecond
 	}
 	if s.Heartbeat == 0 {
 		s.Heartbeat = 10 * time.Second
@@ -238,45 +234,48 @@ func (s *Server) mark(f func(*dirtySet)) {
 	}
 }
 
-// publishLoop batches events: it publishes Holdoff after the last event, or
-// MaxDelay after the first, whichever comes first.
+// publishLoop publishes a change at once when the last delta is at least
+// Interval old; changes that arrive sooner wait for that instant and go out
+// together, so a burst of edits costs one delta per Interval while a lone edit
+// waits for nothing.
 func (s *Server) publishLoop(ctx context.Context) {
+	var last time.Time
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.kick:
 		}
-		first := time.Now()
-		timer := time.NewTimer(s.Holdoff)
-	wait:
-		for {
+		if wait := time.Until(last.Add(s.Interval)); wait > 0 {
+			timer.Reset(wait)
 			select {
 			case <-ctx.Done():
 				timer.Stop()
 				return
-			case <-s.kick:
-				left := s.MaxDelay - time.Since(first)
-				timer.Reset(max(0, min(s.Holdoff, left)))
 			case <-timer.C:
-				break wait
 			}
 		}
-		if err := s.flush(ctx); err != nil {
+		published, err := s.flush(ctx)
+		if err != nil {
 			s.Log.Error(err, "Failed to publish a routing delta; retrying")
 			s.mark(func(*dirtySet) {})
+		}
+		if published {
+			last = time.Now()
 		}
 	}
 }
 
-// flush recompiles what is dirty and publishes one delta.
-func (s *Server) flush(ctx context.Context) error {
+// flush recompiles what is dirty and publishes one delta, if anything changed.
+func (s *Server) flush(ctx context.Context) (published bool, err error) {
 	s.mu.Lock()
 	d := s.dirty
 	s.dirty = dirtySet{codes: map[string]struct{}{}, offerIDs: map[int64]struct{}{}, offers: map[routing.Ref]struct{}{}}
 	s.mu.Unlock()
 	if d.empty() {
-		return nil
+		return false, nil
 	}
 	delta, err := s.compile(ctx, d)
 	if err != nil {
@@ -291,21 +290,27 @@ func (s *Server) flush(ctx context.Context) error {
 			s.dirty.offers[k] = struct{}{}
 		}
 		s.mu.Unlock()
-		return err
+		return false, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	objects := len(delta.Codes) + len(delta.Offers) + len(delta.DeletedOffers)
+	if delta = s.table.Changes(delta); delta.Empty() {
+		s.metrics.unchanged.Add(float64(objects))
+		return false, nil
+	}
 	delta.Version = s.nextVersion()
 	s.table = s.table.Apply(delta)
 	line, err := encode(Message{Type: "delta", Version: delta.Version, Delta: &delta})
 	if err != nil {
-		return err
+		return false, err
 	}
 	s.broadcast(line)
 	s.metrics.observe(s.table)
 	s.metrics.deltas.Inc()
-	s.metrics.batch.Observe(float64(len(d.codes) + len(d.offers)))
-	return nil
+	s.metrics.batch.Observe(float64(len(delta.Codes) + len(delta.Offers) + len(delta.DeletedOffers)))
+	s.metrics.unchanged.Add(float64(objects - len(delta.Codes) - len(delta.Offers) - len(delta.DeletedOffers)))
+	return true, nil
 }
 
 func (s *Server) compile(ctx context.Context, d dirtySet) (routing.Delta, error) {
@@ -506,7 +511,9 @@ type metrics struct {
 	deltas  prometheus.Counter
 	dropped prometheus.Counter
 	batch   prometheus.Histogram
-	last    string
+	// unchanged counts what was recompiled but not published.
+	unchanged prometheus.Counter
+	last      string
 }
 
 var registerOnce sync.Once
@@ -521,10 +528,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			clients: prometheus.NewGauge(prometheus.GaugeOpts{Name: "promo_routes_clients", Help: "Trackers connected to the route stream."}),
 			deltas:  prometheus.NewCounter(prometheus.CounterOpts{Name: "promo_routes_deltas_total", Help: "Deltas published."}),
 			dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "promo_routes_slow_clients_dropped_total", Help: "Clients dropped for not keeping up."}),
-			batch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "promo_routes_delta_objects", Help: "Code groups and offers recompiled per delta.",
+			batch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "promo_routes_delta_objects", Help: "Code groups and offers changed per delta.",
 				Buckets: prometheus.ExponentialBuckets(1, 2, 14)}),
+			unchanged: prometheus.NewCounter(prometheus.CounterOpts{Name: "promo_routes_unchanged_total", Help: "Code groups and offers recompiled after an event and found unchanged, so not published (status writes, for one)."}),
 		}
-		reg.MustRegister(shared.version, shared.codes, shared.offers, shared.clients, shared.deltas, shared.dropped, shared.batch)
+		reg.MustRegister(shared.version, shared.codes, shared.offers, shared.clients, shared.deltas, shared.dropped, shared.batch, shared.unchanged)
 	})
 	return shared
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -31,8 +32,10 @@ import (
 )
 
 var (
-	k8s  client.Client
-	base string
+	k8s      client.Client
+	base     string
+	mgrCache cache.Cache
+	mgrCtx   context.Context
 )
 
 const token = "test-token"
@@ -64,6 +67,7 @@ func run(m *testing.M) int {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	mgrCache, mgrCtx = mgr.GetCache(), ctx
 	if err := controllers.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -103,7 +107,9 @@ type stream struct {
 	resp *http.Response
 }
 
-func connect(t *testing.T) *stream {
+func connect(t *testing.T) *stream { return connectTo(t, base) }
+
+func connectTo(t *testing.T, base string) *stream {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -242,9 +248,8 @@ func TestSnapshotThenDeltas(t *testing.T) {
 	if err := k8s.Update(ctx, &o); err != nil {
 		t.Fatal(err)
 	}
-	if d = s.next(t); len(d.Delta.Offers) != 1 || d.Delta.Offers[0].Enabled {
-		t.Fatalf("token missing must disable: %+v", d.Delta)
-	}
+	// Its Secret is missing, so it stays disabled: that changes nothing on the
+	// wire, and the next delta is the Secret's.
 	mustCreate(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "routes", Name: "tok"}, StringData: map[string]string{"token": "s3cret"}})
 	d = s.next(t)
 	if len(d.Delta.Offers) != 1 || !d.Delta.Offers[0].Enabled {
@@ -257,5 +262,96 @@ func TestSnapshotThenDeltas(t *testing.T) {
 	raw, _ := json.Marshal(d)
 	if strings.Contains(string(raw), "s3cret") {
 		t.Fatal("the raw token must never be on the wire")
+	}
+}
+
+// snapshotWith connects until the snapshot routes folded.
+func snapshotWith(t *testing.T, base, folded string) (*stream, *routing.Table) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s := connectTo(t, base)
+		if m := s.next(t); m.Type == "snapshot" && routing.NewTable(*m.Snapshot).Group(folded) != nil {
+			return s, routing.NewTable(*m.Snapshot)
+		}
+		_ = s.resp.Body.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("no snapshot with %s", folded)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func folds(d *routing.Delta) []string {
+	var out []string
+	for _, g := range d.Codes {
+		out = append(out, g.Folded)
+	}
+	return out
+}
+
+func TestUnchangedGroupsAreNotPublished(t *testing.T) {
+	ctx := context.Background()
+	mustCreate(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "quiet"}}, offer("quiet", "o", 70, true), code("quiet", "q1", "QUIET1", "o", 1))
+	s, _ := snapshotWith(t, base, "QUIET1")
+
+	// A change that is not the routing's (a label here; a status write in a
+	// cluster) recompiles QUIET1's group, finds it equal and publishes nothing,
+	var pc trackingv1alpha1.PromoCode
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: "quiet", Name: "q1"}, &pc); err != nil {
+		t.Fatal(err)
+	}
+	pc.Labels = map[string]string{"team": "growth"}
+	if err := k8s.Update(ctx, &pc); err != nil {
+		t.Fatal(err)
+	}
+	// so the next delta is the next real change alone.
+	mustCreate(t, code("quiet", "q2", "QUIET2", "o", 1))
+	if d := s.next(t); !slices.Equal(folds(d.Delta), []string{"QUIET2"}) || len(d.Delta.Offers) != 0 {
+		t.Fatalf("delta %v %+v, want QUIET2 only", folds(d.Delta), d.Delta.Offers)
+	}
+}
+
+func TestLoneChangeIsPublishedAtOnce(t *testing.T) {
+	// A server that publishes at most once an hour still publishes the first
+	// change at once: only changes following a delta wait for the interval.
+	// Everything it starts with is in the shared cache first (the main server
+	// has it), so its start publishes nothing and the interval is unused.
+	mustCreate(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "lone"}}, offer("lone", "o", 71, true), code("lone", "l1", "LONE1", "o", 1))
+	main, _ := snapshotWith(t, base, "LONE1")
+	_ = main.resp.Body.Close()
+	addr, err := freeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &Server{Addr: addr, Token: token, Cache: mgrCache, Log: ctrl.Log, Interval: time.Hour, Heartbeat: 100 * time.Millisecond}
+	ctx, cancel := context.WithCancel(mgrCtx)
+	defer cancel()
+	go func() { _ = srv.Start(ctx) }()
+	s, _ := snapshotWith(t, "http://"+addr, "LONE1")
+	msgs := make(chan Message, 16)
+	go func() {
+		defer close(msgs)
+		for s.sc.Scan() {
+			var m Message
+			if json.Unmarshal(s.sc.Bytes(), &m) == nil && m.Type == "delta" {
+				msgs <- m
+			}
+		}
+	}()
+	mustCreate(t, code("lone", "l2", "LONE2", "o", 1))
+	select {
+	case m := <-msgs:
+		if !slices.Equal(folds(m.Delta), []string{"LONE2"}) {
+			t.Fatalf("first delta %v", folds(m.Delta))
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the first change was held back")
+	}
+	mustCreate(t, code("lone", "l3", "LONE3", "o", 1))
+	select {
+	case m := <-msgs:
+		t.Fatalf("a change right after a delta must wait for the interval, got %v", folds(m.Delta))
+	case <-time.After(time.Second):
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"maps"
+	"reflect"
 	"slices"
 	"time"
 
@@ -211,6 +212,38 @@ func (t *Table) Apply(d Delta) *Table {
 		}
 	}
 	return n
+}
+
+// Changes returns d without what would not change t: code groups equal to
+// the table's, offers equal to the table's and deletions of offers it does not
+// have. A status write, for one, marks a code without changing its group.
+func (t *Table) Changes(d Delta) Delta {
+	out := Delta{Version: d.Version}
+	for _, o := range d.Offers {
+		if cur := t.offers[o.Ref]; cur == nil || !reflect.DeepEqual(*cur, o) {
+			out.Offers = append(out.Offers, o)
+		}
+	}
+	for _, ref := range d.DeletedOffers {
+		if t.offers[ref] != nil {
+			out.DeletedOffers = append(out.DeletedOffers, ref)
+		}
+	}
+	for _, g := range d.Codes {
+		if !slices.EqualFunc(g.Entries, t.Group(g.Folded), Entry.Equal) {
+			out.Codes = append(out.Codes, g)
+		}
+	}
+	return out
+}
+
+// Empty reports whether d changes nothing.
+func (d *Delta) Empty() bool { return len(d.Offers)+len(d.DeletedOffers)+len(d.Codes) == 0 }
+
+// Equal reports whether two entries route the same way.
+func (e Entry) Equal(o Entry) bool {
+	return e.Code == o.Code && e.Ref == o.Ref && e.OfferRef == o.OfferRef && e.AffiliateID == o.AffiliateID &&
+		e.Start.Equal(o.Start) && e.End.Equal(o.End)
 }
 
 // Snapshot returns the table's contents, sorted for stable output.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -213,6 +214,50 @@ func TestApplyDelta(t *testing.T) {
 	}
 	if _, out := before.Lookup(&Query{Code: "PROMO22", OfferID: 8, At: t0}); out != OK {
 		t.Errorf("old table changed: %s", out)
+	}
+}
+
+func TestChangesDropsWhatChangesNothing(t *testing.T) {
+	tbl := world()
+	same := slices.Clone(tbl.Group("PROMO22"))
+	for i := range same { // the same instants in another zone are the same entry
+		same[i].Start = same[i].Start.In(time.FixedZone("x", 3600))
+	}
+	moved := slices.Clone(tbl.Group("COPY1"))
+	moved[0].AffiliateID++
+	summer := *tbl.Offer("shop/summer")
+	winter := *tbl.Offer("shop/winter")
+	winter.Enabled = !winter.Enabled
+	d := tbl.Changes(Delta{
+		Version:       "v2",
+		Offers:        []Offer{summer, winter},
+		DeletedOffers: []string{"shop/off", "shop/never-existed"},
+		Codes: []CodeGroup{
+			{Folded: "PROMO22", Entries: same},
+			{Folded: "COPY1", Entries: moved},
+			{Folded: "NOSUCH"},                   // deleting an absent code
+			{Folded: "NEWYEAR27"},                // deleting a present one
+			{Folded: "NEW1", Entries: moved[:1]}, // adding one
+		},
+	})
+	var folded []string
+	for _, g := range d.Codes {
+		folded = append(folded, g.Folded)
+	}
+	if !slices.Equal(folded, []string{"COPY1", "NEWYEAR27", "NEW1"}) {
+		t.Errorf("codes kept: %v", folded)
+	}
+	if len(d.Offers) != 1 || d.Offers[0].Ref != "shop/winter" {
+		t.Errorf("offers kept: %+v", d.Offers)
+	}
+	if !slices.Equal(d.DeletedOffers, []string{"shop/off"}) || d.Version != "v2" {
+		t.Errorf("deletions kept: %v, version %q", d.DeletedOffers, d.Version)
+	}
+	if d.Empty() {
+		t.Error("a delta with changes is not empty")
+	}
+	if e := tbl.Changes(Delta{Codes: []CodeGroup{{Folded: "PROMO22", Entries: same}}, Offers: []Offer{summer}}); !e.Empty() {
+		t.Errorf("a delta that changes nothing must come back empty: %+v", e)
 	}
 }
 
