@@ -46,7 +46,7 @@ type Server struct {
 	Token     string
 	Cache     cache.Cache
 	Log       logr.Logger
-	Interval  time.Duration // shortest time between two deltas (default 50ms)
+	Interval  time.Duration // shortest time between two deltas (default 10ms)
 	Heartbeat time.Duration // default 10s
 	ClientBuf int           // messages buffered per client before it is dropped (default 256)
 
@@ -74,7 +74,7 @@ func (s *Server) NeedLeaderElection() bool { return false }
 
 func (s *Server) defaults() {
 	if s.Interval == 0 {
-		s.Interval = 50 * time.Millisecond
+		s.Interval = 10 * time.Millisecond
 	}
 	if s.Heartbeat == 0 {
 		s.Heartbeat = 10 * time.Second
