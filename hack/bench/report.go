@@ -47,10 +47,21 @@ func (r *report) write(path string) error {
 			s := t.Saturation
 			w("| %s | %.0f | %d | %d | %d | %s | %s | %s |\n", t.Name, float64(s.OK+s.Non200)/s.Elapsed.Seconds(), s.OK, s.Non200, s.Errors, ms(s.P50), ms(s.P99), cpu(t.CPU["saturation"]))
 		}
-		w("\n### Latency at fixed offered loads (512 connections)\n\n| server | offered req/s | achieved req/s | 200 | non-200 | p50 | p99 | p99.9 | max | CPU loadgen / server / PG |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		w("\n### Latency at fixed offered loads (%d connections)\n\n", conns)
+		w("| server | offered req/s | achieved req/s | 200 | non-200 | p50 | p99 | p99.9 | max | CPU loadgen / server / PG |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, t := range r.Targets {
 			for _, s := range t.Steps {
 				w("| %s | %d | %.0f | %d | %d | %s | %s | %s | %s | %s |\n", t.Name, s.Offered, float64(s.OK+s.Non200)/s.Elapsed.Seconds(), s.OK, s.Non200, ms(s.P50), ms(s.P99), ms(s.P999), ms(s.Max), cpu(t.CPU[fmt.Sprintf("load%d", s.Offered)]))
+			}
+		}
+		if r.hasSweep() {
+			w("\n### Connections at %d req/s\n\nThe same offered load over fewer or more keep-alive connections. In a cluster the count is set by who calls the tracker: an ingress or load balancer keeps a bounded pool of upstream connections per pod; browsers and advertisers' servers without one open their own.\n\n", sweepRate)
+			w("| server | connections | achieved req/s | p50 | p99 | p99.9 | max | CPU loadgen / server / PG |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+			for _, t := range r.Targets {
+				for _, s := range t.Sweep {
+					res := s.Result
+					w("| %s | %d | %.0f | %s | %s | %s | %s | %s |\n", t.Name, s.Conns, float64(res.OK+res.Non200)/res.Elapsed.Seconds(), ms(res.P50), ms(res.P99), ms(res.P999), ms(res.Max), cpu(s.CPU))
+				}
 			}
 		}
 		w("\n### Durability check\n\nAfter each writer's run (the server is stopped with SIGTERM first, so its queue drains), the acknowledged order ids are compared with the rows in PostgreSQL.\n\n| server | acknowledged (200, approved) | rows | acknowledged but missing |\n|---|---:|---:|---:|\n")
@@ -82,6 +93,15 @@ func (r *report) write(path string) error {
 		w("\n%s", extra)
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+func (r *report) hasSweep() bool {
+	for _, t := range r.Targets {
+		if len(t.Sweep) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *report) charts(docs string) error {

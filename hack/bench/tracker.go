@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,8 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -30,6 +31,15 @@ var trackerArgs string
 // onlyTracker skips the baselines (-only-tracker, for experiments).
 var onlyTracker bool
 
+// conns is the number of keep-alive connections of the fixed-load steps
+// (-conns); sweepConns the counts tried at sweepRate (-sweep-conns), the
+// evidence for how much the connection count alone moves the tail.
+var (
+	conns      = 512
+	sweepConns = []int{16, 64, 256, 512}
+	sweepRate  = 10_000
+)
+
 // compareWriters adds a run of the tracker with --writers=N (0: none), the
 // evidence behind the default of one writer.
 var compareWriters int
@@ -38,12 +48,19 @@ type target struct {
 	Name       string           `json:"name"`
 	Saturation loadgen.Result   `json:"saturation"`
 	Steps      []loadgen.Result `json:"steps"`
+	Sweep      []sweepStep      `json:"sweep"` // sweepRate at each of sweepConns; not for the naive baseline
 	Acked      int              `json:"acked"`
 	Rows       int              `json:"rows"`
 	Lost       int              `json:"lost"`
 	Writes     bool             `json:"writes"`
 	// CPU by step tag (saturation, load2000, ...).
 	CPU map[string]cpuSplit `json:"cpu"`
+}
+
+type sweepStep struct {
+	Conns  int            `json:"conns"`
+	Result loadgen.Result `json:"result"`
+	CPU    cpuSplit       `json:"cpu"`
 }
 
 // snapshotFile writes a routing table with n codes over 1000 offers, the
@@ -174,16 +191,18 @@ func runTracker(ctx context.Context, r *report, step time.Duration, loads []int,
 		bin     string
 		args    func(addr string) []string
 		tracker bool // the tracker under test: kept by -only-tracker, ready on /readyz
+		sweep   bool // run the connection sweep
 	}
 	trackerSpec := func(name string, extra ...string) spec {
 		return spec{name, filepath.Join(r.Root, "bin", "tracker"), func(a string) []string {
 			args := append([]string{"--listen=" + a, "--database-url=" + dbURL, "--snapshot-file=" + snap}, extra...)
 			return append(args, strings.Fields(trackerArgs)...)
-		}, true}
+		}, true, true}
 	}
 	specs := []spec{
-		{"ceiling (pixel, no write)", self, func(a string) []string { return []string{"serve-ceiling", a} }, false},
-		{"naive (1 INSERT per request)", self, func(a string) []string { return []string{"serve-naive", a, dbURL} }, false},
+		{"ceiling (pixel, no write)", self, func(a string) []string { return []string{"serve-ceiling", a} }, false, true},
+		// The naive baseline saturates below the sweep's rate: a sweep would only measure its queue.
+		{"naive (1 INSERT per request)", self, func(a string) []string { return []string{"serve-naive", a, dbURL} }, false, false},
 		trackerSpec("promo-operator tracker"),
 	}
 	if compareWriters > 0 {
@@ -218,29 +237,30 @@ func runTracker(ctx context.Context, r *report, step time.Duration, loads []int,
 		}
 		t := target{Name: sp.name, Writes: ti > 0, CPU: map[string]cpuSplit{}}
 		meter := &cpuMeter{server: srv.cmd.Process.Pid, pgDir: pgDir}
-		var mu sync.Mutex
 		acked := map[string]bool{}
 		runOnce := func(tag string, rate, workers int, d time.Duration) loadgen.Result {
-			prefix := fmt.Sprintf("t%d-%s-", ti, tag)
+			// Lean per-request work: the generator shares the server's cores.
+			prefix := fmt.Sprintf("%s/track/promo?amount=19.99&adv_order_id=t%d-%s-", base, ti, tag)
+			ok := make([]bool, int(float64(rate)*d.Seconds()))
 			meter.start()
 			res := loadgen.Run(ctx, loadgen.Config{Rate: rate, Duration: d, Workers: workers,
 				URL: func(i int) string {
-					c := codes[rand.IntN(len(codes))]
-					u := fmt.Sprintf("%s/track/promo?code=%s&amount=19.99&adv_order_id=%s%d", base, c, prefix, i)
+					u := prefix + strconv.Itoa(i) + "&code=" + codes[rand.IntN(len(codes))]
 					if i%2 == 1 {
 						u += "&return=img"
 					}
 					return u
 				},
 				OnReply: func(i, status int, promo string, body []byte) {
-					if status == 200 && (promo == "approved" || strings.Contains(string(body), `"approved"`)) {
-						mu.Lock()
-						acked[fmt.Sprintf("%s%d", prefix, i)] = true
-						mu.Unlock()
-					}
+					ok[i] = status == 200 && (promo == "approved" || bytes.Contains(body, []byte(`"approved"`)))
 				},
 			})
 			cpu := meter.stop()
+			for i, a := range ok {
+				if a {
+					acked[fmt.Sprintf("t%d-%s-%d", ti, tag, i)] = true
+				}
+			}
 			t.CPU[tag] = cpu
 			fmt.Printf("    %s: %s; CPU cores: loadgen %.2f, server %.2f, postgres %.2f\n", tag, res, cpu.LoadGen, cpu.Server, cpu.Postgres)
 			return res
@@ -248,7 +268,14 @@ func runTracker(ctx context.Context, r *report, step time.Duration, loads []int,
 		runOnce("warmup", 1000, 64, 2*time.Second)
 		t.Saturation = runOnce("saturation", 100_000, 256, step)
 		for _, l := range loads {
-			t.Steps = append(t.Steps, runOnce(fmt.Sprintf("load%d", l), l, 512, step))
+			t.Steps = append(t.Steps, runOnce(fmt.Sprintf("load%d", l), l, conns, step))
+		}
+		for _, c := range sweepConns {
+			if sp.sweep {
+				tag := fmt.Sprintf("sweep%d", c)
+				res := runOnce(tag, sweepRate, c, step)
+				t.Sweep = append(t.Sweep, sweepStep{Conns: c, Result: res, CPU: t.CPU[tag]})
+			}
 		}
 		srv.stop() // graceful: the tracker drains its queue before exiting
 		rows, err := conn.Query(ctx, "select adv_order_id from conversions")
