@@ -125,11 +125,14 @@ func propagate(ctx context.Context, root, dir string, existing int) (p propagati
 	p.P50, p.P99, p.Max = lat[samples/2], lat[samples*99/100], lat[samples-1]
 	p.CreateP50, p.CreateP99 = create[samples/2], create[samples*99/100]
 
+	// Idle: let the probes' own reconciles finish, then measure 30 s in which
+	// nothing changes.
 	pid := s.Manager.Pid()
+	time.Sleep(5 * time.Second)
 	cpu0, _ := cpuTicks(pid)
-	time.Sleep(10 * time.Second)
+	time.Sleep(30 * time.Second)
 	cpu1, _ := cpuTicks(pid)
-	p.IdleCPU = float64(cpu1-cpu0) / 100 / 10 * 100 // ticks (1/100 s) over 10 s, in percent of one core
+	p.IdleCPU = float64(cpu1-cpu0) / 100 / 30 * 100 // ticks (1/100 s) over 30 s, in percent of one core
 	p.ManagerRSSMiB = rssMiB(pid)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.RouteURL+"/v1/snapshot", nil)
 	req.Header.Set("Authorization", "Bearer "+s.RouteToken)
