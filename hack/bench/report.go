@@ -37,7 +37,7 @@ func (r *report) write(path string) error {
 	}
 	if len(r.Targets) > 0 {
 		w("\n## Tracker end to end\n\n")
-		w("Open-loop load over loopback (hack/bench/load: request *i* is due at *i*/rate and its latency counts from that instant, so stalls are charged — no coordinated omission). ")
+		w("Open-loop load over loopback (internal/loadgen, fasthttp's client on keep-alive connections: request *i* is due at *i*/rate and its latency counts from that instant, so stalls are charged — no coordinated omission). ")
 		w("Unique `adv_order_id` per request, half postbacks (JSON) and half `return=img` pixels, codes drawn at random from a %d-code table. ", r.TableCodes)
 		w("Baselines measured in the same run against the same PostgreSQL: the **ceiling** is a minimal Go handler returning the pixel without writing; the **naive** tracker does one INSERT (one commit, one fsync) per request.\n\n")
 		w("CPU columns: cores used during the step by the load generator, the server under test and PostgreSQL (postmaster and backends), from /proc; 2.00 is the whole machine.\n\n")
