@@ -513,7 +513,9 @@ type metrics struct {
 	batch   prometheus.Histogram
 	// unchanged counts what was recompiled but not published.
 	unchanged prometheus.Counter
-	last      string
+
+	mu   sync.Mutex // the metrics are process-wide; servers in one process (tests) share them
+	last string
 }
 
 var registerOnce sync.Once
@@ -538,6 +540,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) observe(t *routing.Table) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.last != "" {
 		m.version.DeleteLabelValues(m.last)
 	}
