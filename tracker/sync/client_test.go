@@ -32,6 +32,8 @@ type fakeServer struct {
 	mu    gosync.Mutex
 	snap  routing.Snapshot
 	conns atomic.Int32
+	down  atomic.Bool  // answer 503 to every connection attempt
+	shed  atomic.Int32 // attempts answered 503
 	push  chan Message
 	token string
 }
@@ -39,6 +41,11 @@ type fakeServer struct {
 func (f *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Authorization") != "Bearer "+f.token {
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return
+	}
+	if f.down.Load() {
+		f.shed.Add(1)
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
 		return
 	}
 	f.conns.Add(1)
@@ -105,14 +112,19 @@ func TestSnapshotDeltasReconnectAndSave(t *testing.T) {
 		return err == nil && saved.Version() == "v2"
 	})
 
-	// The server drops the connection: the client keeps its table and reconnects.
+	// The server drops the connection and refuses the next attempts: the
+	// client keeps its table and keeps trying.
+	fs.down.Store(true)
 	srv.CloseClientConnections()
+	waitFor(t, "a refused reconnect", func() bool { return fs.shed.Load() > 0 })
 	if lookup(routes, "BBB") != routing.OK {
 		t.Fatal("the last table must keep serving while disconnected")
 	}
+	// Back with a new table: the client resyncs from its snapshot.
 	fs.mu.Lock()
 	fs.snap = snapshot("v3", "CCC")
 	fs.mu.Unlock()
+	fs.down.Store(false)
 	waitFor(t, "resync after reconnect", func() bool {
 		return lookup(routes, "CCC") == routing.OK && lookup(routes, "BBB") == routing.UnknownCode
 	})
