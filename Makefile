@@ -70,10 +70,12 @@ k8s-bins: ## Build kube-apiserver, etcd and kubectl from Go modules into bin/k8s
 .PHONY: test
 test: k8s-bins verify-generated vet $(GINKGO) ## Every test: unit, envtest, tracker and portal on PostgreSQL, chaos (short), end to end and the browser test.
 	go test -race -count=1 -timeout 20m $(GO_TEST_PKGS)
-	go test -count=1 -run '^$$' -fuzz FuzzFold -fuzztime 5s ./internal/routing
-	go test -count=1 -run '^$$' -fuzz FuzzSnapshotDecode -fuzztime 3s ./internal/routing
-	go test -count=1 -run '^$$' -fuzz FuzzApplyDelta -fuzztime 3s ./internal/routing
-	go test -count=1 -run '^$$' -fuzz FuzzParseParams -fuzztime 5s ./tracker
+	@# Fuzz budgets are counts, not durations: a -fuzztime duration can fail with
+	@# "context deadline exceeded" on a loaded machine (golang/go#75804, fixed in Go 1.27).
+	go test -count=1 -run '^$$' -fuzz FuzzFold -fuzztime 80000x ./internal/routing
+	go test -count=1 -run '^$$' -fuzz FuzzSnapshotDecode -fuzztime 40000x ./internal/routing
+	go test -count=1 -run '^$$' -fuzz FuzzApplyDelta -fuzztime 25000x ./internal/routing
+	go test -count=1 -run '^$$' -fuzz FuzzParseParams -fuzztime 30000x ./tracker
 	$(GINKGO) --race --randomize-all --fail-on-empty --timeout 20m ./controllers
 	@bash hack/ensure-chromium.sh >/dev/null
 	go test -count=1 -timeout 20m -v ./test/e2e ./test/chaos ./test/browser 2>&1 | grep -E '^(=== RUN|--- |    |ok|FAIL|PASS|chaos:|panic)' || exit 1
