@@ -78,7 +78,11 @@ test: k8s-bins verify-generated vet $(GINKGO) ## Every test: unit, envtest, trac
 	go test -count=1 -run '^$$' -fuzz FuzzParseParams -fuzztime 30000x ./tracker
 	$(GINKGO) --race --randomize-all --fail-on-empty --timeout 20m ./controllers
 	@bash hack/ensure-chromium.sh >/dev/null
-	go test -count=1 -timeout 20m -v ./test/e2e ./test/chaos ./test/browser 2>&1 | grep -E '^(=== RUN|--- |    |ok|FAIL|PASS|chaos:|panic)' || exit 1
+	@# The whole-stack tests log every process start and stop; show the test lines, and on
+	@# failure the last 300 lines of the full log (panics and stacks included).
+	@mkdir -p $(LOCALBIN); rc=0; go test -count=1 -timeout 20m -v ./test/e2e ./test/chaos ./test/browser >$(LOCALBIN)/stack-tests.log 2>&1 || rc=$$?; \
+	grep -E '^(=== RUN|--- |    |ok|FAIL|PASS|chaos:|panic)' $(LOCALBIN)/stack-tests.log; \
+	if [ $$rc -ne 0 ]; then echo "--- last 300 lines of $(LOCALBIN)/stack-tests.log:"; tail -300 $(LOCALBIN)/stack-tests.log; exit $$rc; fi
 
 .PHONY: chaos
 chaos: k8s-bins ## Fault test under load: PostgreSQL, tracker and manager restarts (CHAOS_DURATION, default 2m).
