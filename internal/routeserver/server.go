@@ -1,9 +1,10 @@
 // Package routeserver is the manager side of the routing-table sync
 // (SPEC §5, docs/sync.md). On every manager replica it watches Offers,
 // PromoCodes and token Secrets in the manager's cache, recompiles only what
-// an event touched (one folded code's group, the Offers sharing an id) at once
-// or, during a burst, once per interval, and streams the table to trackers: a snapshot, then deltas,
-// with heartbeats, over HTTP with a bearer token.
+// an event touched (one folded code's group, the Offers sharing an id) — at
+// once, or once per interval during a burst — and streams the table to
+// trackers: a snapshot, then deltas, with heartbeats, over HTTP with a bearer
+// token.
 package routeserver
 
 import (
@@ -234,6 +235,9 @@ func (s *Server) mark(f func(*dirtySet)) {
 	}
 }
 
+// retryDelay is the pause before publishing again after a failure.
+const retryDelay = 100 * time.Millisecond
+
 // publishLoop publishes a change at once when the last delta is at least
 // Interval old; changes that arrive sooner wait for that instant and go out
 // together, so a burst of edits costs one delta per Interval while a lone edit
@@ -258,12 +262,20 @@ func (s *Server) publishLoop(ctx context.Context) {
 			}
 		}
 		published, err := s.flush(ctx)
-		if err != nil {
-			s.Log.Error(err, "Failed to publish a routing delta; retrying")
-			s.mark(func(*dirtySet) {})
-		}
 		if published {
 			last = time.Now()
+		}
+		if err != nil {
+			// The work was put back; retry after a pause, not in a tight loop.
+			s.Log.Error(err, "Failed to publish a routing delta; retrying", "retry_in", retryDelay)
+			timer.Reset(retryDelay)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return
+			case <-timer.C:
+			}
+			s.mark(func(*dirtySet) {})
 		}
 	}
 }
