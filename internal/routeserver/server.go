@@ -252,14 +252,8 @@ func (s *Server) publishLoop(ctx context.Context) {
 			return
 		case <-s.kick:
 		}
-		if wait := time.Until(last.Add(s.Interval)); wait > 0 {
-			timer.Reset(wait)
-			select {
-			case <-ctx.Done():
-				timer.Stop()
-				return
-			case <-timer.C:
-			}
+		if !sleep(ctx, timer, time.Until(last.Add(s.Interval))) {
+			return
 		}
 		published, err := s.flush(ctx)
 		if published {
@@ -268,15 +262,27 @@ func (s *Server) publishLoop(ctx context.Context) {
 		if err != nil {
 			// The work was put back; retry after a pause, not in a tight loop.
 			s.Log.Error(err, "Failed to publish a routing delta; retrying", "retry_in", retryDelay)
-			timer.Reset(retryDelay)
-			select {
-			case <-ctx.Done():
-				timer.Stop()
+			if !sleep(ctx, timer, retryDelay) {
 				return
-			case <-timer.C:
 			}
 			s.mark(func(*dirtySet) {})
 		}
+	}
+}
+
+// sleep waits d (nothing when d <= 0) on timer, a stopped timer; false when
+// ctx ended first.
+func sleep(ctx context.Context, timer *time.Timer, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	timer.Reset(d)
+	select {
+	case <-ctx.Done():
+		timer.Stop()
+		return false
+	case <-timer.C:
+		return true
 	}
 }
 
@@ -306,9 +312,10 @@ func (s *Server) flush(ctx context.Context) (published bool, err error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	objects := len(delta.Codes) + len(delta.Offers) + len(delta.DeletedOffers)
-	if delta = s.table.Changes(delta); delta.Empty() {
-		s.metrics.unchanged.Add(float64(objects))
+	recompiled := delta.Objects()
+	delta = s.table.Changes(delta)
+	s.metrics.unchanged.Add(float64(recompiled - delta.Objects()))
+	if delta.Objects() == 0 {
 		return false, nil
 	}
 	delta.Version = s.nextVersion()
@@ -320,8 +327,7 @@ func (s *Server) flush(ctx context.Context) (published bool, err error) {
 	s.broadcast(line)
 	s.metrics.observe(s.table)
 	s.metrics.deltas.Inc()
-	s.metrics.batch.Observe(float64(len(delta.Codes) + len(delta.Offers) + len(delta.DeletedOffers)))
-	s.metrics.unchanged.Add(float64(objects - len(delta.Codes) - len(delta.Offers) - len(delta.DeletedOffers)))
+	s.metrics.batch.Observe(float64(delta.Objects()))
 	return true, nil
 }
 

@@ -237,8 +237,9 @@ func (t *Table) Changes(d Delta) Delta {
 	return out
 }
 
-// Empty reports whether d changes nothing.
-func (d *Delta) Empty() bool { return len(d.Offers)+len(d.DeletedOffers)+len(d.Codes) == 0 }
+// Objects counts the offers, offer deletions and code groups d carries; a
+// delta of none changes nothing.
+func (d *Delta) Objects() int { return len(d.Offers) + len(d.DeletedOffers) + len(d.Codes) }
 
 // Equal reports whether two entries route the same way.
 func (e Entry) Equal(o Entry) bool {
