@@ -60,7 +60,7 @@ func (r *report) write(path string) error {
 			for _, t := range r.Targets {
 				for _, s := range t.Sweep {
 					res := s.Result
-					w("| %s | %d | %.0f | %s | %s | %s | %s | %s |\n", t.Name, s.Conns, float64(res.OK+res.Non200)/res.Elapsed.Seconds(), ms(res.P50), ms(res.P99), ms(res.P999), ms(res.Max), cpu(s.CPU))
+					w("| %s | %d | %.0f | %s | %s | %s | %s | %s |\n", t.Name, s.Conns, float64(res.OK+res.Non200)/res.Elapsed.Seconds(), ms(res.P50), ms(res.P99), ms(res.P999), ms(res.Max), cpu(t.CPU[sweepTag(s.Conns)]))
 				}
 			}
 		}

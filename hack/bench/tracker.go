@@ -60,8 +60,10 @@ type target struct {
 type sweepStep struct {
 	Conns  int            `json:"conns"`
 	Result loadgen.Result `json:"result"`
-	CPU    cpuSplit       `json:"cpu"`
 }
+
+// sweepTag names a sweep step in target.CPU.
+func sweepTag(conns int) string { return fmt.Sprintf("sweep%d", conns) }
 
 // snapshotFile writes a routing table with n codes over 1000 offers, the
 // table the tracker serves during the benchmark.
@@ -240,7 +242,8 @@ func runTracker(ctx context.Context, r *report, step time.Duration, loads []int,
 		acked := map[string]bool{}
 		runOnce := func(tag string, rate, workers int, d time.Duration) loadgen.Result {
 			// Lean per-request work: the generator shares the server's cores.
-			prefix := fmt.Sprintf("%s/track/promo?amount=19.99&adv_order_id=t%d-%s-", base, ti, tag)
+			orderPrefix := fmt.Sprintf("t%d-%s-", ti, tag)
+			prefix := base + "/track/promo?amount=19.99&adv_order_id=" + orderPrefix
 			ok := make([]bool, int(float64(rate)*d.Seconds()))
 			meter.start()
 			res := loadgen.Run(ctx, loadgen.Config{Rate: rate, Duration: d, Workers: workers,
@@ -258,7 +261,7 @@ func runTracker(ctx context.Context, r *report, step time.Duration, loads []int,
 			cpu := meter.stop()
 			for i, a := range ok {
 				if a {
-					acked[fmt.Sprintf("t%d-%s-%d", ti, tag, i)] = true
+					acked[orderPrefix+strconv.Itoa(i)] = true
 				}
 			}
 			t.CPU[tag] = cpu
@@ -270,11 +273,9 @@ func runTracker(ctx context.Context, r *report, step time.Duration, loads []int,
 		for _, l := range loads {
 			t.Steps = append(t.Steps, runOnce(fmt.Sprintf("load%d", l), l, conns, step))
 		}
-		for _, c := range sweepConns {
-			if sp.sweep {
-				tag := fmt.Sprintf("sweep%d", c)
-				res := runOnce(tag, sweepRate, c, step)
-				t.Sweep = append(t.Sweep, sweepStep{Conns: c, Result: res, CPU: t.CPU[tag]})
+		if sp.sweep {
+			for _, c := range sweepConns {
+				t.Sweep = append(t.Sweep, sweepStep{Conns: c, Result: runOnce(sweepTag(c), sweepRate, c, step)})
 			}
 		}
 		srv.stop() // graceful: the tracker drains its queue before exiting
