@@ -265,13 +265,16 @@ func TestSnapshotThenDeltas(t *testing.T) {
 	}
 }
 
-// snapshotWith connects until the snapshot routes folded.
+// snapshotWith connects until the snapshot routes folded: its group and the
+// offers the group points at. The code and offer informers are separate, so a
+// group can be published a delta before its offer; a test that waited for the
+// group alone would then see that offer's delta as a surprise.
 func snapshotWith(t *testing.T, base, folded string) (*stream, *routing.Table) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		s := connectTo(t, base)
-		if m := s.next(t); m.Type == "snapshot" && routing.NewTable(*m.Snapshot).Group(folded) != nil {
+		if m := s.next(t); m.Type == "snapshot" && routes(routing.NewTable(*m.Snapshot), folded) {
 			return s, routing.NewTable(*m.Snapshot)
 		}
 		_ = s.resp.Body.Close()
@@ -280,6 +283,16 @@ func snapshotWith(t *testing.T, base, folded string) (*stream, *routing.Table) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+func routes(tb *routing.Table, folded string) bool {
+	group := tb.Group(folded)
+	for _, e := range group {
+		if tb.Offer(e.OfferRef) == nil {
+			return false
+		}
+	}
+	return len(group) > 0
 }
 
 func folds(d *routing.Delta) []string {
