@@ -361,6 +361,53 @@ func TestDuplicatesUnderConcurrency(t *testing.T) {
 	if _, _, r, _ := get(t, e.url, "code=PROMO22&goal_id=2&adv_order_id=same-order"); r.Status != "pending" {
 		t.Fatalf("other goal: %+v", r)
 	}
+	// New orders committed in the same batches as duplicates are stored and
+	// answered approved, each with its own id; the duplicates name the first.
+	_, _, first, _ := get(t, e.url, "code=PROMO22&adv_order_id=mixed-0")
+	replies := make([]replyBody, 100)
+	for i := range replies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			order := "mixed-0"
+			if i%2 == 1 {
+				order = fmt.Sprintf("mixed-%d", i)
+			}
+			_, _, replies[i], _ = get(t, e.url, "code=PROMO22&adv_order_id="+order)
+		}()
+	}
+	wg.Wait()
+	for i, r := range replies {
+		switch {
+		case i%2 == 0 && (r.Status != "duplicate" || r.ConversionID != first.ConversionID):
+			t.Fatalf("request %d repeats mixed-0: %+v, want duplicate of %s", i, r, first.ConversionID)
+		case i%2 == 1 && (r.Status != "approved" || r.ConversionID == first.ConversionID):
+			t.Fatalf("request %d is a new order: %+v", i, r)
+		}
+	}
+	_ = e.db.QueryRow(context.Background(), "select count(*) from conversions where adv_order_id like 'mixed-%'").Scan(&n)
+	if n != 51 {
+		t.Fatalf("%d mixed rows, want 51", n)
+	}
+}
+
+func TestAbsentValuesAreNull(t *testing.T) {
+	e := start(t, freshDB(t), testTable())
+	// Without adv_order_id there is no order key: two equal requests are two
+	// conversions, and the absent values are NULL, not empty text.
+	for range 2 {
+		if _, _, r, _ := get(t, e.url, "code=PROMO22"); r.Status != "approved" {
+			t.Fatalf("reply %+v", r)
+		}
+	}
+	var rows, nulls int
+	if err := e.db.QueryRow(context.Background(), `select count(*), count(*) filter (where adv_order_id is null
+		and adv_param1 is null and adv_param5 is null) from conversions`).Scan(&rows, &nulls); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 2 || nulls != 2 {
+		t.Fatalf("%d rows, %d with NULL order and params; want 2 and 2", rows, nulls)
+	}
 }
 
 func TestNotReadyWithoutTable(t *testing.T) {

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -162,23 +162,35 @@ func (w *Writer) loop() {
 	}
 }
 
-const insertSQL = `INSERT INTO conversions (id, created_at, promo_code, promo_code_ref, offer_id, affiliate_id, goal_id,
+// insertRows inserts the column arrays of columns. Text that may be NULL
+// travels as ” and becomes NULL here, so every column is a plain array pgx
+// encodes without reflection.
+const insertRows = `INSERT INTO conversions (id, created_at, promo_code, promo_code_ref, offer_id, affiliate_id, goal_id,
 	status, amount, payout, revenue, currency, adv_order_id, adv_param1, adv_param2, adv_param3, adv_param4, adv_param5,
 	source, ip, user_agent)
 SELECT id, created_at, promo_code, promo_code_ref, offer_id, affiliate_id, goal_id,
-	status, amount::numeric, payout::numeric, revenue::numeric, currency, adv_order_id, p1, p2, p3, p4, p5,
-	source, ip::inet, user_agent
+	status, amount::numeric, payout::numeric, revenue::numeric, currency, NULLIF(adv_order_id, ''),
+	NULLIF(p1, ''), NULLIF(p2, ''), NULLIF(p3, ''), NULLIF(p4, ''), NULLIF(p5, ''),
+	source, NULLIF(ip, '')::inet, user_agent
 FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::int8[],
 	$8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[],
 	$19::text[], $20::text[], $21::text[])
 	AS u(id, created_at, promo_code, promo_code_ref, offer_id, affiliate_id, goal_id, status, amount, payout, revenue, currency,
-	adv_order_id, p1, p2, p3, p4, p5, source, ip, user_agent)
-ON CONFLICT (offer_id, goal_id, adv_order_id) WHERE adv_order_id IS NOT NULL DO NOTHING
-RETURNING id`
+	adv_order_id, p1, p2, p3, p4, p5, source, ip, user_agent)`
+
+// insertSQL is the group commit: a row whose order key is taken is skipped,
+// and the row count tells whether any was. No RETURNING: the ids come back
+// only when a batch had duplicates (insertedSQL).
+const insertSQL = insertRows + `
+ON CONFLICT (offer_id, goal_id, adv_order_id) WHERE adv_order_id IS NOT NULL DO NOTHING`
+
+// insertedSQL names which of a batch's ids were inserted.
+const insertedSQL = `SELECT id FROM conversions WHERE id = ANY($1::uuid[])`
 
 // replaySQL inserts spooled rows: any conflict (the id, already replayed by
 // an earlier attempt; or the order key) means the row is already there.
-var replaySQL = strings.Replace(strings.Replace(insertSQL, "ON CONFLICT (offer_id, goal_id, adv_order_id) WHERE adv_order_id IS NOT NULL DO NOTHING", "ON CONFLICT DO NOTHING", 1), "RETURNING id", "", 1)
+const replaySQL = insertRows + `
+ON CONFLICT DO NOTHING`
 
 // ReplayLoop replays the spool every interval while rows wait, until stop is
 // closed; then it tries once more, so a clean shutdown leaves nothing spooled
@@ -220,8 +232,6 @@ func (w *Writer) insertSpooled(rows []Row) error {
 	return err
 }
 
-func nullable(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
-
 func (w *Writer) commit(batch []pending) {
 	start := time.Now()
 	n := len(batch)
@@ -232,22 +242,7 @@ func (w *Writer) commit(batch []pending) {
 	args := columns(rows)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	inserted := make(map[uuid.UUID]bool, n)
-	err := func() error {
-		res, err := w.pool.Query(ctx, insertSQL, args...)
-		if err != nil {
-			return err
-		}
-		defer res.Close()
-		for res.Next() {
-			var id uuid.UUID
-			if err := res.Scan(&id); err != nil {
-				return err
-			}
-			inserted[id] = true
-		}
-		return res.Err()
-	}()
+	inserted, err := w.insert(ctx, args, n)
 	w.metrics.BatchSize.Observe(float64(n))
 	w.metrics.CommitSeconds.Observe(time.Since(start).Seconds())
 	if err != nil && w.spool != nil && unreachable(err) {
@@ -269,7 +264,7 @@ func (w *Writer) commit(batch []pending) {
 		return
 	}
 	for _, p := range batch {
-		if inserted[p.row.ID] {
+		if inserted == nil || inserted[p.row.ID] {
 			p.done <- Result{}
 			continue
 		}
@@ -280,28 +275,54 @@ func (w *Writer) commit(batch []pending) {
 	}
 }
 
-// columns turns rows into the 21 column arrays of insertSQL.
+// insert runs insertSQL on args (n rows). It returns nil when every row was
+// inserted, else the set of ids that were.
+func (w *Writer) insert(ctx context.Context, args []any, n int) (map[uuid.UUID]bool, error) {
+	tag, err := w.pool.Exec(ctx, insertSQL, args...)
+	if err != nil {
+		return nil, err
+	}
+	if tag.RowsAffected() == int64(n) {
+		return nil, nil
+	}
+	// Some order keys were taken. The rows are committed; ask which.
+	rows, err := w.pool.Query(ctx, insertedSQL, args[0])
+	if err != nil {
+		return nil, err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[pgtype.UUID])
+	if err != nil {
+		return nil, err
+	}
+	inserted := make(map[uuid.UUID]bool, len(ids))
+	for _, id := range ids {
+		inserted[uuid.UUID(id.Bytes)] = true
+	}
+	return inserted, nil
+}
+
+// columns turns rows into the 21 column arrays of insertRows.
 func columns(rows []Row) []any {
 	n := len(rows)
-	ids := make([]uuid.UUID, n)
+	ids := make([]pgtype.UUID, n)
 	created := make([]time.Time, n)
-	codes, refs, statuses, amounts, payouts := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	revenues, currencies, sources, uas := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	offers, affiliates, goals := make([]int64, n), make([]int64, n), make([]int64, n)
-	orders, ips := make([]pgtype.Text, n), make([]pgtype.Text, n)
-	var params [5][]pgtype.Text
-	for i := range params {
-		params[i] = make([]pgtype.Text, n)
-	}
+	// The 14 text columns, in insertRows' order from $3 on, share one backing array.
+	const nText = 14
+	text := make([]string, nText*n)
+	col := func(j int) []string { return text[j*n : (j+1)*n : (j+1)*n] }
 	for i, r := range rows {
-		ids[i], created[i], codes[i], refs[i] = r.ID, r.CreatedAt, r.PromoCode, r.PromoCodeRef
+		ids[i], created[i] = pgtype.UUID{Bytes: [16]byte(r.ID), Valid: true}, r.CreatedAt
 		offers[i], affiliates[i], goals[i] = r.OfferID, r.AffiliateID, r.GoalID
-		statuses[i], amounts[i], payouts[i], revenues[i], currencies[i] = r.Status, r.Amount, r.Payout, r.Revenue, r.Currency
-		orders[i], sources[i], ips[i], uas[i] = nullable(r.AdvOrderID), r.Source, nullable(r.IP), r.UserAgent
-		for j := range params {
-			params[j][i] = nullable(r.AdvParams[j])
+		for j, v := range [nText]string{r.PromoCode, r.PromoCodeRef, r.Status, r.Amount, r.Payout, r.Revenue, r.Currency,
+			r.AdvOrderID, r.AdvParams[0], r.AdvParams[1], r.AdvParams[2], r.AdvParams[3], r.AdvParams[4], r.Source} {
+			text[j*n+i] = v
 		}
 	}
-	return []any{ids, created, codes, refs, offers, affiliates, goals, statuses, amounts, payouts,
-		revenues, currencies, orders, params[0], params[1], params[2], params[3], params[4], sources, ips, uas}
+	ips, uas := make([]string, n), make([]string, n)
+	for i, r := range rows {
+		ips[i], uas[i] = r.IP, r.UserAgent
+	}
+	return []any{ids, created, col(0), col(1), offers, affiliates, goals, col(2), col(3), col(4),
+		col(5), col(6), col(7), col(8), col(9), col(10), col(11), col(12), col(13), ips, uas}
 }
