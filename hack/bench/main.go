@@ -39,6 +39,7 @@ func main() {
 	tracker := flag.Bool("tracker", true, "run the tracker end to end against its baselines")
 	flag.BoolVar(&onlyTracker, "only-tracker", false, "skip the ceiling and naive baselines (experiments; the report then lacks them)")
 	flag.IntVar(&conns, "conns", conns, "keep-alive connections of the fixed-load steps")
+	satConns := flag.String("saturation-conns", "256,1024", "connection counts of the maximum-throughput steps (100k req/s offered); each server's maximum is its best")
 	sweep := flag.String("sweep-conns", "16,64,256,512", "connection counts tried at -sweep-rate for the ceiling and the tracker (empty: skip)")
 	flag.IntVar(&sweepRate, "sweep-rate", sweepRate, "offered req/s of the connection sweep")
 	flag.IntVar(&compareWriters, "compare-writers", 4, "also run the tracker with --writers=N, for comparison with the default (0: skip)")
@@ -46,6 +47,7 @@ func main() {
 	flag.Parse()
 	scales = parseLoads(*scaleList)
 	sweepConns = parseLoads(*sweep)
+	saturationConns = parseLoads(*satConns)
 	abs, err := filepath.Abs(*root)
 	must(err)
 	r := &report{Root: abs, Started: time.Now(), Machine: machine()}

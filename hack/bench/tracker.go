@@ -38,6 +38,9 @@ var (
 	conns      = 512
 	sweepConns = []int{16, 64, 256, 512}
 	sweepRate  = 10_000
+	// saturationConns are the connection counts of the maximum-throughput
+	// steps (-saturation-conns); a server's maximum is its best of them.
+	saturationConns = []int{256, 1024}
 )
 
 // compareWriters adds a run of the tracker with --writers=N (0: none), the
@@ -46,14 +49,14 @@ var compareWriters int
 
 type target struct {
 	Name       string           `json:"name"`
-	Saturation loadgen.Result   `json:"saturation"`
+	Saturation []sweepStep      `json:"saturation"` // offered 100k req/s at each of saturationConns
 	Steps      []loadgen.Result `json:"steps"`
 	Sweep      []sweepStep      `json:"sweep"` // sweepRate at each of sweepConns; not for the naive baseline
 	Acked      int              `json:"acked"`
 	Rows       int              `json:"rows"`
 	Lost       int              `json:"lost"`
 	Writes     bool             `json:"writes"`
-	// CPU by step tag (saturation, load2000, ...).
+	// CPU by step tag (saturation256, load2000, ...).
 	CPU map[string]cpuSplit `json:"cpu"`
 }
 
@@ -64,6 +67,23 @@ type sweepStep struct {
 
 // sweepTag names a sweep step in target.CPU.
 func sweepTag(conns int) string { return fmt.Sprintf("sweep%d", conns) }
+
+// saturationTag names a maximum-throughput step in target.CPU.
+func saturationTag(conns int) string { return fmt.Sprintf("saturation%d", conns) }
+
+// completed is a step's completed requests per second.
+func completed(r loadgen.Result) float64 { return float64(r.OK+r.Non200) / r.Elapsed.Seconds() }
+
+// best is the maximum-throughput step with the most completed req/s.
+func (t *target) best() (sweepStep, bool) {
+	var b sweepStep
+	for _, s := range t.Saturation {
+		if completed(s.Result) > completed(b.Result) || b.Conns == 0 {
+			b = s
+		}
+	}
+	return b, b.Conns != 0
+}
 
 // snapshotFile writes a routing table with n codes over 1000 offers, the
 // table the tracker serves during the benchmark.
@@ -269,7 +289,9 @@ func runTracker(ctx context.Context, r *report, step time.Duration, loads []int,
 			return res
 		}
 		runOnce("warmup", 1000, 64, 2*time.Second)
-		t.Saturation = runOnce("saturation", 100_000, 256, step)
+		for _, c := range saturationConns {
+			t.Saturation = append(t.Saturation, sweepStep{Conns: c, Result: runOnce(saturationTag(c), 100_000, c, step)})
+		}
 		for _, l := range loads {
 			t.Steps = append(t.Steps, runOnce(fmt.Sprintf("load%d", l), l, conns, step))
 		}
