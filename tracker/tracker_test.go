@@ -395,6 +395,7 @@ func TestAbsentValuesAreNull(t *testing.T) {
 	e := start(t, freshDB(t), testTable())
 	// Without adv_order_id there is no order key: two equal requests are two
 	// conversions, and the absent values are NULL, not empty text.
+	before := time.Now().Truncate(time.Microsecond)
 	for range 2 {
 		if _, _, r, _ := get(t, e.url, "code=PROMO22"); r.Status != "approved" {
 			t.Fatalf("reply %+v", r)
@@ -407,6 +408,14 @@ func TestAbsentValuesAreNull(t *testing.T) {
 	}
 	if rows != 2 || nulls != 2 {
 		t.Fatalf("%d rows, %d with NULL order and params; want 2 and 2", rows, nulls)
+	}
+	// created_at is the instant of receipt, to the microsecond.
+	var first, last time.Time
+	if err := e.db.QueryRow(context.Background(), "select min(created_at), max(created_at) from conversions").Scan(&first, &last); err != nil {
+		t.Fatal(err)
+	}
+	if after := time.Now(); first.Before(before) || last.After(after) {
+		t.Fatalf("created_at %v..%v outside the requests' %v..%v", first, last, before, after)
 	}
 }
 

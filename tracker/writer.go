@@ -139,6 +139,7 @@ func (w *Writer) Close() {
 
 func (w *Writer) loop() {
 	batch := make([]pending, 0, w.batchMax)
+	var enc batchEncoder
 	for {
 		p, ok := <-w.queue
 		if !ok {
@@ -158,7 +159,7 @@ func (w *Writer) loop() {
 			}
 		}
 		w.metrics.QueueDepth.Set(float64(len(w.queue)))
-		w.commit(batch)
+		w.commit(&enc, batch)
 	}
 }
 
@@ -169,9 +170,8 @@ const insertRows = `INSERT INTO conversions (id, created_at, promo_code, promo_c
 	status, amount, payout, revenue, currency, adv_order_id, adv_param1, adv_param2, adv_param3, adv_param4, adv_param5,
 	source, ip, user_agent)
 SELECT id, created_at, promo_code, promo_code_ref, offer_id, affiliate_id, goal_id,
-	status, amount::numeric, payout::numeric, revenue::numeric, currency, NULLIF(adv_order_id, ''),
-	NULLIF(p1, ''), NULLIF(p2, ''), NULLIF(p3, ''), NULLIF(p4, ''), NULLIF(p5, ''),
-	source, NULLIF(ip, '')::inet, user_agent
+	status, amount::numeric, payout::numeric, revenue::numeric, currency, adv_order_id, p1, p2, p3, p4, p5,
+	source, ip::inet, user_agent
 FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::int8[],
 	$8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[],
 	$19::text[], $20::text[], $21::text[])
@@ -227,22 +227,21 @@ func (w *Writer) replayOnce(log func(msg string, args ...any)) {
 func (w *Writer) insertSpooled(rows []Row) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	args := columns(rows)
-	_, err := w.pool.Exec(ctx, replaySQL, args...)
+	var enc batchEncoder
+	_, err := w.exec(ctx, "promo_replay", replaySQL, enc.encode(rows))
 	return err
 }
 
-func (w *Writer) commit(batch []pending) {
+func (w *Writer) commit(enc *batchEncoder, batch []pending) {
 	start := time.Now()
 	n := len(batch)
 	rows := make([]Row, n)
 	for i, p := range batch {
 		rows[i] = p.row
 	}
-	args := columns(rows)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	inserted, err := w.insert(ctx, args, n)
+	inserted, err := w.insert(ctx, enc, rows)
 	w.metrics.BatchSize.Observe(float64(n))
 	w.metrics.CommitSeconds.Observe(time.Since(start).Seconds())
 	if err != nil && w.spool != nil && unreachable(err) {
@@ -275,54 +274,49 @@ func (w *Writer) commit(batch []pending) {
 	}
 }
 
-// insert runs insertSQL on args (n rows). It returns nil when every row was
-// inserted, else the set of ids that were.
-func (w *Writer) insert(ctx context.Context, args []any, n int) (map[uuid.UUID]bool, error) {
-	tag, err := w.pool.Exec(ctx, insertSQL, args...)
+// exec runs sql, prepared under name on the connection it gets, with binary
+// parameters.
+func (w *Writer) exec(ctx context.Context, name, sql string, params [][]byte) (pgconn.CommandTag, error) {
+	conn, err := w.pool.Acquire(ctx)
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	defer conn.Release()
+	sd, err := conn.Conn().Prepare(ctx, name, sql) // once per connection: then a map lookup
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	res := conn.Conn().PgConn().ExecStatement(ctx, sd, params, binaryFormats, nil).Read()
+	return res.CommandTag, res.Err
+}
+
+// insert runs insertSQL on rows. It returns nil when every row was inserted,
+// else the set of ids that were.
+func (w *Writer) insert(ctx context.Context, enc *batchEncoder, rows []Row) (map[uuid.UUID]bool, error) {
+	params := enc.encode(rows)
+	tag, err := w.exec(ctx, "promo_insert", insertSQL, params)
 	if err != nil {
 		return nil, err
 	}
-	if tag.RowsAffected() == int64(n) {
+	if tag.RowsAffected() == int64(len(rows)) {
 		return nil, nil
 	}
 	// Some order keys were taken. The rows are committed; ask which.
-	rows, err := w.pool.Query(ctx, insertedSQL, args[0])
+	ids := make([]pgtype.UUID, len(rows))
+	for i := range rows {
+		ids[i] = pgtype.UUID{Bytes: rows[i].ID, Valid: true}
+	}
+	found, err := w.pool.Query(ctx, insertedSQL, ids)
 	if err != nil {
 		return nil, err
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[pgtype.UUID])
+	got, err := pgx.CollectRows(found, pgx.RowTo[pgtype.UUID])
 	if err != nil {
 		return nil, err
 	}
-	inserted := make(map[uuid.UUID]bool, len(ids))
-	for _, id := range ids {
+	inserted := make(map[uuid.UUID]bool, len(got))
+	for _, id := range got {
 		inserted[uuid.UUID(id.Bytes)] = true
 	}
 	return inserted, nil
-}
-
-// columns turns rows into the 21 column arrays of insertRows.
-func columns(rows []Row) []any {
-	n := len(rows)
-	ids := make([]pgtype.UUID, n)
-	created := make([]time.Time, n)
-	offers, affiliates, goals := make([]int64, n), make([]int64, n), make([]int64, n)
-	// The 14 text columns, in insertRows' order from $3 on, share one backing array.
-	const nText = 14
-	text := make([]string, nText*n)
-	col := func(j int) []string { return text[j*n : (j+1)*n : (j+1)*n] }
-	for i, r := range rows {
-		ids[i], created[i] = pgtype.UUID{Bytes: [16]byte(r.ID), Valid: true}, r.CreatedAt
-		offers[i], affiliates[i], goals[i] = r.OfferID, r.AffiliateID, r.GoalID
-		for j, v := range [nText]string{r.PromoCode, r.PromoCodeRef, r.Status, r.Amount, r.Payout, r.Revenue, r.Currency,
-			r.AdvOrderID, r.AdvParams[0], r.AdvParams[1], r.AdvParams[2], r.AdvParams[3], r.AdvParams[4], r.Source} {
-			text[j*n+i] = v
-		}
-	}
-	ips, uas := make([]string, n), make([]string, n)
-	for i, r := range rows {
-		ips[i], uas[i] = r.IP, r.UserAgent
-	}
-	return []any{ids, created, col(0), col(1), offers, affiliates, goals, col(2), col(3), col(4),
-		col(5), col(6), col(7), col(8), col(9), col(10), col(11), col(12), col(13), ips, uas}
 }
