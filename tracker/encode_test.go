@@ -2,10 +2,16 @@ package tracker
 
 import (
 	"encoding/binary"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func benchRows(n int) []Row {
@@ -59,4 +65,33 @@ func BenchmarkBatchEncoder(b *testing.B) {
 		e.encode(rows)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(rows)), "ns/row")
+}
+
+// BenchmarkHandler is the request path without the network and without
+// PostgreSQL: a goroutine stands in for the writer and acknowledges at once.
+func BenchmarkHandler(b *testing.B) {
+	m := NewMetrics(prometheus.NewRegistry())
+	routes := NewRoutes(m)
+	routes.Store(testTable())
+	w := NewWriter(nil, 1024, 1000, m)
+	go func() {
+		for p := range w.queue {
+			p.done <- Result{}
+		}
+	}()
+	defer close(w.queue)
+	h := &Handler{Routes: routes, Writer: w, Metrics: m, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, q := range []string{"code=PROMO22&amount=19.99&adv_order_id=o-1", "code=PROMO22&amount=19.99&adv_order_id=o-1&return=img"} {
+		b.Run(q[strings.LastIndexByte(q, '&')+1:], func(b *testing.B) {
+			req := httptest.NewRequest(http.MethodGet, "/track/promo?"+q, nil)
+			b.ReportAllocs()
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != http.StatusOK {
+					b.Fatal(rec.Code, rec.Body.String())
+				}
+			}
+		})
+	}
 }

@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -60,9 +60,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if source != "postback" {
 		writePixel(w, source, rep.Status)
 	} else {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("X-Promo-Status", rep.Status)
+		h := w.Header()
+		h["Content-Type"], h["Cache-Control"], h["X-Promo-Status"] = valJSON, valNoStore, statusValue(rep.Status)
 		w.WriteHeader(code)
 		_ = json.NewEncoder(w).Encode(rep)
 	}
@@ -75,7 +74,7 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, received time.Ti
 	if len(r.URL.RawQuery) > maxQueryBytes {
 		return fail("bad_request", "query string longer than 8 KiB"), http.StatusRequestURITooLong
 	}
-	values, err := url.ParseQuery(r.URL.RawQuery)
+	values, err := ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		return fail("bad_request", "malformed query string"), http.StatusBadRequest
 	}
@@ -93,7 +92,7 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, received time.Ti
 			}
 			return fail("bad_request", "malformed form body"), http.StatusBadRequest
 		}
-		values = r.Form
+		values = QueryOf(r.Form)
 		if ret := values.Get("return"); ret == "js" || ret == "img" || ret == "iframe" {
 			*source = ret
 		}
@@ -101,7 +100,7 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, received time.Ti
 		w.Header().Set("Allow", "GET, POST")
 		return fail("method_not_allowed", "use GET or POST"), http.StatusMethodNotAllowed
 	}
-	p, err := ParseParams(values)
+	p, err := values.Params()
 	if err != nil {
 		return fail("bad_request", err.Error()), http.StatusBadRequest
 	}
@@ -169,9 +168,9 @@ func (h *Handler) row(r *http.Request, p Params, m routing.Match, received time.
 func (h *Handler) clientIP(r *http.Request) string {
 	if h.TrustForwardedFor {
 		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-			first := strings.TrimSpace(strings.Split(xff, ",")[0])
-			if ip := net.ParseIP(first); ip != nil {
-				return ip.String()
+			first, _, _ := strings.Cut(xff, ",")
+			if ip := storableIP(strings.TrimSpace(first)); ip != "" {
+				return ip
 			}
 		}
 	}
@@ -179,10 +178,21 @@ func (h *Handler) clientIP(r *http.Request) string {
 	if err != nil {
 		host = r.RemoteAddr
 	}
-	if ip := net.ParseIP(host); ip != nil {
-		return ip.String()
+	return storableIP(host)
+}
+
+// storableIP returns s when it is an IP address PostgreSQL's inet accepts as
+// written (no allocation), its plain form when it has a zone or is an
+// IPv4-mapped IPv6 address, and "" when it is not an address.
+func storableIP(s string) string {
+	a, err := netip.ParseAddr(s)
+	switch {
+	case err != nil:
+		return ""
+	case a.Is4In6() || a.Zone() != "":
+		return a.Unmap().WithZone("").String()
 	}
-	return ""
+	return s
 }
 
 // sanitize makes a header value storable as text: valid UTF-8, no NUL, bounded.
@@ -194,21 +204,51 @@ func sanitize(s string, max int) string {
 	return s
 }
 
+// Header values shared by every reply, assigned under canonical keys instead
+// of Header.Set, which allocates a slice per header and reply. net/http copies
+// the header map before writing and never modifies a value slice.
+var (
+	valNoStore = []string{"no-store"}
+	valNoCache = []string{"no-cache"}
+	valJSON    = []string{"application/json"}
+	valGIF     = []string{"image/gif"}
+	valJS      = []string{"application/javascript"}
+	valHTML    = []string{"text/html; charset=utf-8"}
+
+	statusValues = func() map[string][]string {
+		m := map[string][]string{}
+		for _, s := range []string{"approved", "pending", "declined", "duplicate", "bad_request", "method_not_allowed",
+			"not_ready", "invalid_token", "storage_unavailable"} {
+			m[s] = []string{s}
+		}
+		for o := routing.OK; o <= routing.UnknownGoal; o++ {
+			m[o.String()] = []string{o.String()}
+		}
+		return m
+	}()
+)
+
+// statusValue is the X-Promo-Status value for status.
+func statusValue(status string) []string {
+	if v, ok := statusValues[status]; ok {
+		return v
+	}
+	return []string{status}
+}
+
 func writePixel(w http.ResponseWriter, kind, status string) {
 	h := w.Header()
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
-	h.Set("X-Promo-Status", status)
+	h["Cache-Control"], h["Pragma"], h["X-Promo-Status"] = valNoStore, valNoCache, statusValue(status)
 	switch kind {
 	case "img":
-		h.Set("Content-Type", "image/gif")
+		h["Content-Type"] = valGIF
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(gif)
 	case "js":
-		h.Set("Content-Type", "application/javascript")
+		h["Content-Type"] = valJS
 		w.WriteHeader(http.StatusOK)
 	default:
-		h.Set("Content-Type", "text/html; charset=utf-8")
+		h["Content-Type"] = valHTML
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write([]byte(iframePage))
 	}

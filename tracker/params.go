@@ -29,12 +29,15 @@ type Params struct {
 	Return     string // "", "js", "img", "iframe"
 }
 
+var advParamKeys = [5]string{"adv_param1", "adv_param2", "adv_param3", "adv_param4", "adv_param5"}
+
 // Limits of request values.
 const (
-	maxOrderID    = 128
-	maxAdvParam   = 256
-	maxAmountInt  = 18
-	maxAmountFrac = 6
+	maxQueryParams = 10000 // url.ParseQuery's default limit
+	maxOrderID     = 128
+	maxAdvParam    = 256
+	maxAmountInt   = 18
+	maxAmountFrac  = 6
 )
 
 var (
@@ -43,16 +46,86 @@ var (
 	amountRe   = regexp.MustCompile(`^[0-9]{1,18}(\.[0-9]{1,6})?$`)
 )
 
-// ParseParams validates the values of a request. Empty values count as
-// absent; unknown parameters are ignored. The error says what to fix.
-func ParseParams(v url.Values) (Params, error) {
-	var p Params
-	get := func(k string) string { return v.Get(k) }
+// Query is a request's parameters in order, as parsed by ParseQuery: a
+// slice instead of url.Values' map of slices, which costs several allocations
+// per request. Get returns the first value, as url.Values.Get does.
+type Query []Pair
+
+// Pair is one key and value.
+type Pair struct{ Key, Value string }
+
+// Get returns the first value of key, "" when absent.
+func (q Query) Get(key string) string {
+	for i := range q {
+		if q[i].Key == key {
+			return q[i].Value
+		}
+	}
+	return ""
+}
+
+// ParseQuery parses a raw query string exactly as url.ParseQuery does (the
+// same pairs in the same order, the same error on the same input); a query
+// without escapes allocates one slice.
+func ParseQuery(raw string) (Query, error) {
+	n := strings.Count(raw, "&") + 1
+	if n > maxQueryParams {
+		return nil, fmt.Errorf("number of URL query parameters exceeded limit")
+	}
+	q := make(Query, 0, n)
+	var first error
+	for raw != "" {
+		var key string
+		key, raw, _ = strings.Cut(raw, "&")
+		if strings.Contains(key, ";") {
+			first = fmt.Errorf("invalid semicolon separator in query") // the last one, as url.ParseQuery
+			continue
+		}
+		if key == "" {
+			continue
+		}
+		key, value, _ := strings.Cut(key, "=")
+		key, err := url.QueryUnescape(key)
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		value, err = url.QueryUnescape(value)
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		q = append(q, Pair{key, value})
+	}
+	return q, first
+}
+
+// QueryOf flattens url.Values (a parsed form) into a Query.
+func QueryOf(v url.Values) Query {
+	var q Query
 	for k, vals := range v {
 		for _, s := range vals {
-			if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
-				return p, fmt.Errorf("parameter %q is not valid UTF-8 text", k)
-			}
+			q = append(q, Pair{k, s})
+		}
+	}
+	return q
+}
+
+// ParseParams validates the values of a request. Empty values count as
+// absent; unknown parameters are ignored. The error says what to fix.
+func ParseParams(v url.Values) (Params, error) { return QueryOf(v).Params() }
+
+// Params validates q like ParseParams.
+func (q Query) Params() (Params, error) {
+	var p Params
+	get := q.Get
+	for _, kv := range q {
+		if !utf8.ValidString(kv.Value) || strings.IndexByte(kv.Value, 0) >= 0 {
+			return p, fmt.Errorf("parameter %q is not valid UTF-8 text", kv.Key)
 		}
 	}
 	p.Code = get("code")
@@ -96,7 +169,7 @@ func ParseParams(v url.Values) (Params, error) {
 	}
 	p.Token = get("token")
 	for i := range p.AdvParams {
-		k := "adv_param" + strconv.Itoa(i+1)
+		k := advParamKeys[i]
 		if p.AdvParams[i] = get(k); utf8.RuneCountInString(p.AdvParams[i]) > maxAdvParam {
 			return p, fmt.Errorf("%s is longer than %d characters", k, maxAdvParam)
 		}

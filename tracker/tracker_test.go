@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -581,6 +582,32 @@ func FuzzParseParams(f *testing.F) {
 			t.Fatalf("currency not normalized: %q", p.Currency)
 		}
 	})
+}
+
+// FuzzParseQueryMatchesURL holds ParseQuery to url.ParseQuery: the same
+// values under every key, in order, and an error exactly when it errs.
+func FuzzParseQueryMatchesURL(f *testing.F) {
+	for _, s := range []string{"code=PROMO22&amount=19.99", "a=1&a=2&b", "a;b=1&c=%zz", "%41=%42+c&&=x&k=", "x=%ff&y=;"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		want, werr := url.ParseQuery(raw)
+		got, gerr := ParseQuery(raw)
+		if (werr == nil) != (gerr == nil) || (werr != nil && werr.Error() != gerr.Error()) {
+			t.Fatalf("%q: error %v, url.ParseQuery %v", raw, gerr, werr)
+		}
+		if !reflect.DeepEqual(url.Values(groupQuery(got)), want) {
+			t.Fatalf("%q: %v, url.ParseQuery %v", raw, got, want)
+		}
+	})
+}
+
+func groupQuery(q Query) url.Values {
+	v := url.Values{}
+	for _, kv := range q {
+		v[kv.Key] = append(v[kv.Key], kv.Value)
+	}
+	return v
 }
 
 func TestStorageDownWithSpoolLosesNothing(t *testing.T) {
