@@ -76,6 +76,7 @@ test: k8s-bins verify-generated vet $(GINKGO) ## Every test: unit, envtest, trac
 	go test -count=1 -run '^$$' -fuzz FuzzSnapshotDecode -fuzztime 40000x ./internal/routing
 	go test -count=1 -run '^$$' -fuzz FuzzApplyDelta -fuzztime 25000x ./internal/routing
 	go test -count=1 -run '^$$' -fuzz FuzzParseParams -fuzztime 30000x ./tracker
+	go test -count=1 -run '^$$' -fuzz FuzzParseQueryMatchesURL -fuzztime 30000x ./tracker
 	$(GINKGO) --race --randomize-all --fail-on-empty --timeout 20m ./controllers
 	@bash hack/ensure-chromium.sh >/dev/null
 	@# The whole-stack tests log every process start and stop; show the test lines, and on
