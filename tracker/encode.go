@@ -38,6 +38,18 @@ func (e *batchEncoder) encode(rows []Row) [][]byte {
 	e.buf = e.buf[:0]
 	var ends [nParams]int
 	i := 0
+	endColumn := func() { ends[i], i = len(e.buf), i+1 }
+	// fixed writes a column of size-byte elements, put appending one.
+	fixed := func(elemOID, size uint32, put func(b []byte, r *Row) []byte) {
+		e.header(elemOID, false, len(rows))
+		for k := range rows {
+			e.buf = put(binary.BigEndian.AppendUint32(e.buf, size), &rows[k])
+		}
+		endColumn()
+	}
+	int8s := func(get func(*Row) int64) {
+		fixed(oidInt8, 8, func(b []byte, r *Row) []byte { return binary.BigEndian.AppendUint64(b, uint64(get(r))) })
+	}
 	text := func(get func(*Row) string, nullable bool) {
 		hasNull := false
 		if nullable {
@@ -58,28 +70,12 @@ func (e *batchEncoder) encode(rows []Row) [][]byte {
 			e.buf = binary.BigEndian.AppendUint32(e.buf, uint32(len(v)))
 			e.buf = append(e.buf, v...)
 		}
-		ends[i], i = len(e.buf), i+1
+		endColumn()
 	}
-	int8s := func(get func(*Row) int64) {
-		e.header(oidInt8, false, len(rows))
-		for k := range rows {
-			e.buf = binary.BigEndian.AppendUint32(e.buf, 8)
-			e.buf = binary.BigEndian.AppendUint64(e.buf, uint64(get(&rows[k])))
-		}
-		ends[i], i = len(e.buf), i+1
-	}
-	e.header(oidUUID, false, len(rows))
-	for k := range rows {
-		e.buf = binary.BigEndian.AppendUint32(e.buf, 16)
-		e.buf = append(e.buf, rows[k].ID[:]...)
-	}
-	ends[i], i = len(e.buf), i+1
-	e.header(oidTimestamptz, false, len(rows))
-	for k := range rows {
-		e.buf = binary.BigEndian.AppendUint32(e.buf, 8)
-		e.buf = binary.BigEndian.AppendUint64(e.buf, uint64(timestamptz(rows[k].CreatedAt)))
-	}
-	ends[i], i = len(e.buf), i+1
+	fixed(oidUUID, 16, func(b []byte, r *Row) []byte { return append(b, r.ID[:]...) })
+	fixed(oidTimestamptz, 8, func(b []byte, r *Row) []byte {
+		return binary.BigEndian.AppendUint64(b, uint64(timestamptz(r.CreatedAt)))
+	})
 	text(func(r *Row) string { return r.PromoCode }, false)
 	text(func(r *Row) string { return r.PromoCodeRef }, false)
 	int8s(func(r *Row) int64 { return r.OfferID })

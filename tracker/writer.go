@@ -163,9 +163,7 @@ func (w *Writer) loop() {
 	}
 }
 
-// insertRows inserts the column arrays of columns. Text that may be NULL
-// travels as ” and becomes NULL here, so every column is a plain array pgx
-// encodes without reflection.
+// insertRows inserts the 21 binary column arrays of batchEncoder.encode.
 const insertRows = `INSERT INTO conversions (id, created_at, promo_code, promo_code_ref, offer_id, affiliate_id, goal_id,
 	status, amount, payout, revenue, currency, adv_order_id, adv_param1, adv_param2, adv_param3, adv_param4, adv_param5,
 	source, ip, user_agent)
