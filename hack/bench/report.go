@@ -59,7 +59,7 @@ func (r *report) write(path string) error {
 		w("| server | offered req/s | achieved req/s | 200 | non-200 | p50 | p99 | p99.9 | max | CPU loadgen / server / PG |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, t := range r.Targets {
 			for _, s := range t.Steps {
-				w("| %s | %d | %.0f | %d | %d | %s | %s | %s | %s | %s |\n", t.Name, s.Offered, float64(s.OK+s.Non200)/s.Elapsed.Seconds(), s.OK, s.Non200, ms(s.P50), ms(s.P99), ms(s.P999), ms(s.Max), cpu(t.CPU[fmt.Sprintf("load%d", s.Offered)]))
+				w("| %s | %d | %.0f | %d | %d | %s | %s | %s | %s | %s |\n", t.Name, s.Offered, completed(s), s.OK, s.Non200, ms(s.P50), ms(s.P99), ms(s.P999), ms(s.Max), cpu(t.CPU[fmt.Sprintf("load%d", s.Offered)]))
 			}
 		}
 		if r.hasSweep() {
@@ -68,7 +68,7 @@ func (r *report) write(path string) error {
 			for _, t := range r.Targets {
 				for _, s := range t.Sweep {
 					res := s.Result
-					w("| %s | %d | %.0f | %s | %s | %s | %s | %s |\n", t.Name, s.Conns, float64(res.OK+res.Non200)/res.Elapsed.Seconds(), ms(res.P50), ms(res.P99), ms(res.P999), ms(res.Max), cpu(t.CPU[sweepTag(s.Conns)]))
+					w("| %s | %d | %.0f | %s | %s | %s | %s | %s |\n", t.Name, s.Conns, completed(res), ms(res.P50), ms(res.P99), ms(res.P999), ms(res.Max), cpu(t.CPU[sweepTag(s.Conns)]))
 				}
 			}
 		}
@@ -110,17 +110,17 @@ func (r *report) ratios() string {
 	for _, t := range r.Targets {
 		b, ok := t.best()
 		switch {
-		case !ok:
-		case strings.HasPrefix(t.Name, "ceiling"):
+		case !ok || t.Tracker:
+		case !t.Writes:
 			ceiling = completed(b.Result)
-		case strings.HasPrefix(t.Name, "naive"):
+		default:
 			naive = completed(b.Result)
 		}
 	}
 	var out strings.Builder
 	for _, t := range r.Targets {
 		b, ok := t.best()
-		if !ok || !t.Writes || strings.HasPrefix(t.Name, "naive") {
+		if !ok || !t.Tracker {
 			continue
 		}
 		x := completed(b.Result)
@@ -156,7 +156,7 @@ func (r *report) charts(docs string) error {
 	for i, t := range r.Targets {
 		var a, l plotter.XYs
 		for _, s := range t.Steps {
-			a = append(a, plotter.XY{X: float64(s.Offered), Y: float64(s.OK+s.Non200) / s.Elapsed.Seconds()})
+			a = append(a, plotter.XY{X: float64(s.Offered), Y: completed(s)})
 			l = append(l, plotter.XY{X: float64(s.Offered), Y: max(0.01, float64(s.P99)/float64(time.Millisecond))})
 		}
 		for _, pl := range []struct {

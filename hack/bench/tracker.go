@@ -55,7 +55,8 @@ type target struct {
 	Acked      int              `json:"acked"`
 	Rows       int              `json:"rows"`
 	Lost       int              `json:"lost"`
-	Writes     bool             `json:"writes"`
+	Writes     bool             `json:"writes"`  // false: the ceiling
+	Tracker    bool             `json:"tracker"` // the tracker under test; a writer that is not is the naive baseline
 	// CPU by step tag (saturation256, load2000, ...).
 	CPU map[string]cpuSplit `json:"cpu"`
 }
@@ -76,13 +77,16 @@ func completed(r loadgen.Result) float64 { return float64(r.OK+r.Non200) / r.Ela
 
 // best is the maximum-throughput step with the most completed req/s.
 func (t *target) best() (sweepStep, bool) {
-	var b sweepStep
-	for _, s := range t.Saturation {
-		if completed(s.Result) > completed(b.Result) || b.Conns == 0 {
+	if len(t.Saturation) == 0 {
+		return sweepStep{}, false
+	}
+	b := t.Saturation[0]
+	for _, s := range t.Saturation[1:] {
+		if completed(s.Result) > completed(b.Result) {
 			b = s
 		}
 	}
-	return b, b.Conns != 0
+	return b, true
 }
 
 // snapshotFile writes a routing table with n codes over 1000 offers, the
@@ -257,7 +261,7 @@ func runTracker(ctx context.Context, r *report, step time.Duration, loads []int,
 			srv.stop()
 			return err
 		}
-		t := target{Name: sp.name, Writes: ti > 0, CPU: map[string]cpuSplit{}}
+		t := target{Name: sp.name, Writes: ti > 0, Tracker: sp.tracker, CPU: map[string]cpuSplit{}}
 		meter := &cpuMeter{server: srv.cmd.Process.Pid, pgDir: pgDir}
 		acked := map[string]bool{}
 		runOnce := func(tag string, rate, workers int, d time.Duration) loadgen.Result {
