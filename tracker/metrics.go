@@ -16,6 +16,7 @@ type Metrics struct {
 	TableVersion  *prometheus.GaugeVec
 	SpoolRows     prometheus.Gauge
 	Replayed      prometheus.Counter
+	RedoneBatches prometheus.Counter
 }
 
 // NewMetrics registers the tracker's metrics with reg.
@@ -45,7 +46,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.SpoolRows = prometheus.NewGauge(prometheus.GaugeOpts{Name: "promo_tracker_spool_rows", Help: "Conversions in the local spool waiting for PostgreSQL."})
 	m.Replayed = prometheus.NewCounter(prometheus.CounterOpts{Name: "promo_tracker_spool_replayed_total", Help: "Spooled conversions replayed into PostgreSQL."})
-	reg.MustRegister(m.SpoolRows, m.Replayed)
+	m.RedoneBatches = prometheus.NewCounter(prometheus.CounterOpts{Name: "promo_tracker_redone_batches_total",
+		Help: "Group commits whose COPY met a taken order key (a repeated adv_order_id) and were redone with INSERT … ON CONFLICT."})
+	reg.MustRegister(m.SpoolRows, m.Replayed, m.RedoneBatches)
 	reg.MustRegister(m.Requests, m.Latency, m.BatchSize, m.CommitSeconds, m.QueueDepth, m.TableCodes, m.TableOffers, m.TableVersion)
 	return m
 }

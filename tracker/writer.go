@@ -1,9 +1,11 @@
 package tracker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/google/uuid"
@@ -139,7 +141,7 @@ func (w *Writer) Close() {
 
 func (w *Writer) loop() {
 	batch := make([]pending, 0, w.batchMax)
-	var enc batchEncoder
+	var enc encoders
 	for {
 		p, ok := <-w.queue
 		if !ok {
@@ -163,6 +165,23 @@ func (w *Writer) loop() {
 	}
 }
 
+// encoders is one writer goroutine's reused encoding state.
+type encoders struct {
+	copy   copyEncoder
+	reader bytes.Reader
+	arrays batchEncoder
+	// insertUntil: after a COPY met a taken order key, batches go through
+	// insertSQL until then, since retried orders tend to come in runs.
+	insertUntil time.Time
+}
+
+// copySQL is the group commit's fast path: the binary COPY stream of
+// copyEncoder. A taken order key fails the whole COPY, and the batch is
+// redone with insertSQL.
+const copySQL = `COPY conversions (id, created_at, promo_code, promo_code_ref, offer_id, affiliate_id, goal_id,
+	status, amount, payout, revenue, currency, adv_order_id, adv_param1, adv_param2, adv_param3, adv_param4, adv_param5,
+	source, ip, user_agent) FROM STDIN (FORMAT binary)`
+
 // insertRows inserts the 21 binary column arrays of batchEncoder.encode.
 const insertRows = `INSERT INTO conversions (id, created_at, promo_code, promo_code_ref, offer_id, affiliate_id, goal_id,
 	status, amount, payout, revenue, currency, adv_order_id, adv_param1, adv_param2, adv_param3, adv_param4, adv_param5,
@@ -176,7 +195,7 @@ FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::int8[], $
 	AS u(id, created_at, promo_code, promo_code_ref, offer_id, affiliate_id, goal_id, status, amount, payout, revenue, currency,
 	adv_order_id, p1, p2, p3, p4, p5, source, ip, user_agent)`
 
-// insertSQL is the group commit: a row whose order key is taken is skipped,
+// insertSQL is the group commit when an order key may be taken: such a row is skipped,
 // and the row count tells whether any was. No RETURNING: the ids come back
 // only when a batch had duplicates (insertedSQL).
 const insertSQL = insertRows + `
@@ -230,7 +249,7 @@ func (w *Writer) insertSpooled(rows []Row) error {
 	return err
 }
 
-func (w *Writer) commit(enc *batchEncoder, batch []pending) {
+func (w *Writer) commit(enc *encoders, batch []pending) {
 	start := time.Now()
 	n := len(batch)
 	rows := make([]Row, n)
@@ -288,10 +307,40 @@ func (w *Writer) exec(ctx context.Context, name, sql string, params [][]byte) (p
 	return res.CommandTag, res.Err
 }
 
-// insert runs insertSQL on rows. It returns nil when every row was inserted,
-// else the set of ids that were.
-func (w *Writer) insert(ctx context.Context, enc *batchEncoder, rows []Row) (map[uuid.UUID]bool, error) {
-	params := enc.encode(rows)
+// uniqueViolation is PostgreSQL's SQLSTATE for a taken unique key.
+const uniqueViolation = "23505"
+
+// copyIn runs copySQL with the stream data.
+func (w *Writer) copyIn(ctx context.Context, data io.Reader) error {
+	conn, err := w.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	_, err = conn.Conn().PgConn().CopyFrom(ctx, data, copySQL)
+	return err
+}
+
+// insert stores rows with COPY, or with insertSQL when an order key is taken.
+// It returns nil when every row was inserted, else the set of ids that were.
+func (w *Writer) insert(ctx context.Context, enc *encoders, rows []Row) (map[uuid.UUID]bool, error) {
+	if time.Now().After(enc.insertUntil) {
+		data, err := enc.copy.encode(rows)
+		if err == nil {
+			enc.reader.Reset(data)
+			err = w.copyIn(ctx, &enc.reader)
+			if err == nil {
+				return nil, nil
+			}
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) || pgErr.Code != uniqueViolation {
+				return nil, err
+			}
+			w.metrics.RedoneBatches.Inc()
+			enc.insertUntil = time.Now().Add(time.Second)
+		}
+	}
+	params := enc.arrays.encode(rows)
 	tag, err := w.exec(ctx, "promo_insert", insertSQL, params)
 	if err != nil {
 		return nil, err
