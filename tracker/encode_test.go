@@ -32,7 +32,7 @@ func benchRows(n int) []Row {
 	return rows
 }
 
-func TestBatchEncoderLayout(t *testing.T) {
+func TestEncodersLayoutAndReuse(t *testing.T) {
 	rows := benchRows(2)
 	rows[1].AdvOrderID = ""
 	var e batchEncoder
@@ -63,16 +63,35 @@ func TestBatchEncoderLayout(t *testing.T) {
 	if allocs := testing.AllocsPerRun(10, func() { e.encode(big) }); allocs != 0 {
 		t.Fatalf("encode allocates %.0f times per batch", allocs)
 	}
+	var stream copyEncoder
+	if _, err := stream.encode(big); err != nil {
+		t.Fatal(err)
+	}
+	if allocs := testing.AllocsPerRun(10, func() { _, _ = stream.encode(big) }); allocs != 0 {
+		t.Fatalf("the COPY encoder allocates %.0f times per batch", allocs)
+	}
 }
 
-func BenchmarkBatchEncoder(b *testing.B) {
+// BenchmarkEncoders times both batch encodings: the COPY stream of the
+// group commit and the arrays of the INSERT that redoes a batch.
+func BenchmarkEncoders(b *testing.B) {
 	rows := benchRows(500)
-	var e batchEncoder
-	b.ReportAllocs()
-	for b.Loop() {
-		e.encode(rows)
+	var arrays batchEncoder
+	var stream copyEncoder
+	for name, encode := range map[string]func() error{
+		"copy":   func() error { _, err := stream.encode(rows); return err },
+		"arrays": func() error { arrays.encode(rows); return nil },
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := encode(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(rows)), "ns/row")
+		})
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(rows)), "ns/row")
 }
 
 // BenchmarkHandler is the request path without the network and without
@@ -206,27 +225,4 @@ func TestCopyStoresWhatInsertStores(t *testing.T) {
 	if err := pools[0].QueryRow(ctx, "select amount::text from conversions where id = $1", odd[0].ID).Scan(&amount); err != nil || amount != "1000" {
 		t.Fatalf("amount 1e3 stored as %q (%v)", amount, err)
 	}
-}
-
-func TestCopyEncoderReusesItsBuffer(t *testing.T) {
-	var e copyEncoder
-	big := benchRows(500)
-	if _, err := e.encode(big); err != nil {
-		t.Fatal(err)
-	}
-	if allocs := testing.AllocsPerRun(10, func() { _, _ = e.encode(big) }); allocs != 0 {
-		t.Fatalf("encode allocates %.0f times per batch", allocs)
-	}
-}
-
-func BenchmarkCopyEncoder(b *testing.B) {
-	rows := benchRows(500)
-	var e copyEncoder
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := e.encode(rows); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(rows)), "ns/row")
 }
