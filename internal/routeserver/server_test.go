@@ -179,14 +179,15 @@ func TestSnapshotThenDeltas(t *testing.T) {
 	ctx := context.Background()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "routes"}}
 	mustCreate(t, ns, offer("routes", "summer", 7, true), code("routes", "p1", "PROMO22", "summer", 42))
-	// Wait until the table has the code, then open a stream.
+	// Wait until the table routes the code (its group and its offer: the two
+	// come from separate informers), then open a stream.
 	var s *stream
 	var snap Message
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		s = connect(t)
 		snap = s.next(t)
-		if snap.Type == "snapshot" && routing.NewTable(*snap.Snapshot).Group("PROMO22") != nil {
+		if snap.Type == "snapshot" && routes(routing.NewTable(*snap.Snapshot), "PROMO22") {
 			break
 		}
 		if time.Now().After(deadline) {
