@@ -126,8 +126,8 @@ func timestamptz(t time.Time) int64 { return t.UnixMicro() - postgresEpoch }
 var copySignature = []byte("PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00")
 
 // copyEncoder writes a batch as a binary COPY stream for copySQL, reusing its
-// buffer from batch to batch. COPY costs PostgreSQL about half the CPU per
-// row of INSERT … SELECT FROM unnest(…): no executor per row, and the heap
+// buffer from batch to batch. COPY costs PostgreSQL about a third less CPU per
+// row than INSERT … SELECT FROM unnest(…): no executor per row, and the heap
 // takes the rows a page at a time (docs/benchmarks.md).
 type copyEncoder struct {
 	buf []byte
@@ -138,6 +138,7 @@ type copyEncoder struct {
 // IP address, which the handler never produces.
 func (e *copyEncoder) encode(rows []Row) ([]byte, error) {
 	b := append(e.buf[:0], copySignature...)
+	defer func() { e.buf = b }()
 	be := binary.BigEndian
 	text := func(v string, nullable bool) {
 		if nullable && v == "" {
@@ -147,15 +148,14 @@ func (e *copyEncoder) encode(rows []Row) ([]byte, error) {
 		b = append(be.AppendUint32(b, uint32(len(v))), v...)
 	}
 	int8 := func(v int64) { b = be.AppendUint64(be.AppendUint32(b, 8), uint64(v)) }
-	var ok bool
+	ok := true
 	numeric := func(v string) {
-		if ok {
-			b, ok = appendNumeric(b, v)
-		}
+		var good bool
+		b, good = appendNumeric(b, v)
+		ok = ok && good
 	}
 	for k := range rows {
 		r := &rows[k]
-		ok = true
 		b = be.AppendUint16(b, nParams)
 		b = append(be.AppendUint32(b, 16), r.ID[:]...)
 		b = be.AppendUint64(be.AppendUint32(b, 8), uint64(timestamptz(r.CreatedAt)))
@@ -174,14 +174,14 @@ func (e *copyEncoder) encode(rows []Row) ([]byte, error) {
 			text(p, true)
 		}
 		text(r.Source, false)
-		if b, ok = appendInet(b, r.IP, ok); !ok {
-			e.buf = b
+		var good bool
+		b, good = appendInet(b, r.IP)
+		if !ok || !good {
 			return nil, fmt.Errorf("conversion %s: amount %q, payout %q, revenue %q or ip %q cannot be stored", r.ID, r.Amount, r.Payout, r.Revenue, r.IP)
 		}
 		text(r.UserAgent, false)
 	}
 	b = be.AppendUint16(b, 0xFFFF) // -1: end of data
-	e.buf = b
 	return b, nil
 }
 
@@ -252,12 +252,9 @@ func allDigits(s string) bool {
 }
 
 // appendInet appends s as a binary inet field (inet_send: family, bits,
-// is_cidr, length, address), or NULL when s is empty. It does nothing and
-// returns ok false when ok is false or s is not an address without zone.
-func appendInet(b []byte, s string, ok bool) ([]byte, bool) {
-	if !ok {
-		return b, false
-	}
+// is_cidr, length, address), or NULL when s is empty; ok is false when s is
+// not an address without zone.
+func appendInet(b []byte, s string) (_ []byte, ok bool) {
 	if s == "" {
 		return binary.BigEndian.AppendUint32(b, 0xFFFFFFFF), true
 	}

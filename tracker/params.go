@@ -115,11 +115,8 @@ func QueryOf(v url.Values) Query {
 	return q
 }
 
-// ParseParams validates the values of a request. Empty values count as
-// absent; unknown parameters are ignored. The error says what to fix.
-func ParseParams(v url.Values) (Params, error) { return QueryOf(v).Params() }
-
-// Params validates q like ParseParams.
+// Params validates the values of a request. Empty values count as absent;
+// unknown parameters are ignored. The error says what to fix.
 func (q Query) Params() (Params, error) {
 	var p Params
 	get := q.Get

@@ -571,7 +571,7 @@ func FuzzParseParams(f *testing.F) {
 		if err != nil {
 			return
 		}
-		p, err := ParseParams(v)
+		p, err := QueryOf(v).Params()
 		if err != nil {
 			return
 		}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/google/uuid"
@@ -168,24 +167,24 @@ func (w *Writer) loop() {
 // encoders is one writer goroutine's reused encoding state.
 type encoders struct {
 	copy   copyEncoder
-	reader bytes.Reader
 	arrays batchEncoder
 	// insertUntil: after a COPY met a taken order key, batches go through
 	// insertSQL until then, since retried orders tend to come in runs.
 	insertUntil time.Time
 }
 
+// conversionColumns are the columns both encoders write, in their order.
+const conversionColumns = `conversions (id, created_at, promo_code, promo_code_ref, offer_id, affiliate_id, goal_id,
+	status, amount, payout, revenue, currency, adv_order_id, adv_param1, adv_param2, adv_param3, adv_param4, adv_param5,
+	source, ip, user_agent)`
+
 // copySQL is the group commit's fast path: the binary COPY stream of
 // copyEncoder. A taken order key fails the whole COPY, and the batch is
 // redone with insertSQL.
-const copySQL = `COPY conversions (id, created_at, promo_code, promo_code_ref, offer_id, affiliate_id, goal_id,
-	status, amount, payout, revenue, currency, adv_order_id, adv_param1, adv_param2, adv_param3, adv_param4, adv_param5,
-	source, ip, user_agent) FROM STDIN (FORMAT binary)`
+const copySQL = `COPY ` + conversionColumns + ` FROM STDIN (FORMAT binary)`
 
 // insertRows inserts the 21 binary column arrays of batchEncoder.encode.
-const insertRows = `INSERT INTO conversions (id, created_at, promo_code, promo_code_ref, offer_id, affiliate_id, goal_id,
-	status, amount, payout, revenue, currency, adv_order_id, adv_param1, adv_param2, adv_param3, adv_param4, adv_param5,
-	source, ip, user_agent)
+const insertRows = `INSERT INTO ` + conversionColumns + `
 SELECT id, created_at, promo_code, promo_code_ref, offer_id, affiliate_id, goal_id,
 	status, amount::numeric, payout::numeric, revenue::numeric, currency, adv_order_id, p1, p2, p3, p4, p5,
 	source, ip::inet, user_agent
@@ -311,13 +310,13 @@ func (w *Writer) exec(ctx context.Context, name, sql string, params [][]byte) (p
 const uniqueViolation = "23505"
 
 // copyIn runs copySQL with the stream data.
-func (w *Writer) copyIn(ctx context.Context, data io.Reader) error {
+func (w *Writer) copyIn(ctx context.Context, data []byte) error {
 	conn, err := w.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Release()
-	_, err = conn.Conn().PgConn().CopyFrom(ctx, data, copySQL)
+	_, err = conn.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), copySQL)
 	return err
 }
 
@@ -327,8 +326,7 @@ func (w *Writer) insert(ctx context.Context, enc *encoders, rows []Row) (map[uui
 	if time.Now().After(enc.insertUntil) {
 		data, err := enc.copy.encode(rows)
 		if err == nil {
-			enc.reader.Reset(data)
-			err = w.copyIn(ctx, &enc.reader)
+			err = w.copyIn(ctx, data)
 			if err == nil {
 				return nil, nil
 			}
