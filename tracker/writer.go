@@ -330,6 +330,9 @@ func (w *Writer) insert(ctx context.Context, enc *encoders, rows []Row) (map[uui
 			if err == nil {
 				return nil, nil
 			}
+			// When the connection breaks, pgconn's CopyFrom returns without
+			// waiting for its goroutine that reads data: leave the buffer to it.
+			enc.copy.buf = nil
 			var pgErr *pgconn.PgError
 			if !errors.As(err, &pgErr) || pgErr.Code != uniqueViolation {
 				return nil, err
