@@ -12,17 +12,15 @@ CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint
 KUSTOMIZE ?= $(LOCALBIN)/kustomize
 GINKGO ?= $(LOCALBIN)/ginkgo
-KO ?= $(LOCALBIN)/ko
 KUBECTL ?= $(K8S_BINS)/kubectl
 
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
 KUSTOMIZE_VERSION ?= v5.8.1
 GINKGO_VERSION ?= $(shell go list -m -f '{{.Version}}' github.com/onsi/ginkgo/v2)
-KO_VERSION ?= v0.19.1
 
 # Packages tested with plain `go test` (the envtest suite runs under ginkgo).
-GO_TEST_PKGS = $(shell go list ./... | grep -v -e /controllers -e /test/e2e -e /test/chaos -e /test/browser)
+GO_TEST_PKGS = $(shell go list ./... | grep -v -e /controllers -e /test/e2e -e /test/chaos -e /test/browser -e /test/cluster)
 
 .PHONY: all
 all: build
@@ -84,6 +82,13 @@ test: k8s-bins verify-generated vet $(GINKGO) ## Every test: unit, envtest, trac
 	@mkdir -p $(LOCALBIN); rc=0; go test -count=1 -timeout 20m -v ./test/e2e ./test/chaos ./test/browser >$(LOCALBIN)/stack-tests.log 2>&1 || rc=$$?; \
 	grep -E '^(=== RUN|--- |    |ok|FAIL|PASS|chaos:|panic)' $(LOCALBIN)/stack-tests.log; \
 	if [ $$rc -ne 0 ]; then echo "--- last 300 lines of $(LOCALBIN)/stack-tests.log:"; tail -300 $(LOCALBIN)/stack-tests.log; exit $$rc; fi
+	@if [ -n "$$SKIP_CLUSTER" ]; then \
+	  echo "!!!!!!!! SKIP_CLUSTER is set: the cluster test (test/cluster: the deployment on a real node) was NOT run !!!!!!!!"; \
+	else $(MAKE) --no-print-directory test-cluster; fi
+
+.PHONY: test-cluster
+test-cluster: ## The cluster test alone: make cluster, test/cluster against it, make cluster-down (KEEP_CLUSTER=1 keeps it up).
+	@bash hack/test-cluster.sh
 
 .PHONY: chaos
 chaos: k8s-bins ## Fault test under load: PostgreSQL, tracker and manager restarts (CHAOS_DURATION, default 2m).
@@ -104,11 +109,24 @@ run: ## Run the manager against the current kube context.
 	go run ./cmd/manager --route-token-file=$${ROUTE_TOKEN_FILE:?set ROUTE_TOKEN_FILE}
 
 .PHONY: images
-images: $(KO) ## Build container images without a Docker daemon (ko, tarballs in bin/images).
-	mkdir -p $(LOCALBIN)/images
-	for c in manager tracker portal; do KO_DOCKER_REPO=promo-operator $(KO) build --bare --push=false --tarball=$(LOCALBIN)/images/$$c.tar ./cmd/$$c; done
+images: ## Build manager, tracker, portal (and the node's pause) images as tarballs in bin/images — no daemon, no registry.
+	@mkdir -p $(LOCALBIN)/images/bin
+	CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o $(LOCALBIN)/images/bin/ ./cmd/manager ./cmd/tracker ./cmd/portal ./hack/images/pause
+	go build -o $(LOCALBIN)/image-tool ./hack/images
+	@for c in manager tracker portal pause; do $(LOCALBIN)/image-tool -bin $(LOCALBIN)/images/bin/$$c -ref promo-operator/$$c -out $(LOCALBIN)/images/$$c.tar; done
 
 ##@ Deployment
+
+DEPLOY_DIR ?= config/default
+
+.PHONY: cluster
+cluster: images ## Start a real single-node Kubernetes here, deploy config/default to it (make deploy), apply the samples; writes .cluster/env.
+	@bash hack/cluster/up.sh
+	@bash hack/cluster-deploy.sh
+
+.PHONY: cluster-down
+cluster-down: ## Remove everything make cluster created and restore the host.
+	@bash hack/cluster/down.sh
 
 .PHONY: install
 install: manifests $(KUSTOMIZE) ## Install CRDs into the current kube context.
@@ -119,12 +137,12 @@ uninstall: manifests $(KUSTOMIZE) ## Remove CRDs from the current kube context.
 	$(KUSTOMIZE) build config/crd | $(KUBECTL) delete --ignore-not-found -f -
 
 .PHONY: deploy
-deploy: manifests $(KUSTOMIZE) ## Deploy everything to the current kube context (needs cert-manager).
-	$(KUSTOMIZE) build config/default | $(KUBECTL) apply -f -
+deploy: manifests $(KUSTOMIZE) ## Deploy everything to the current kube context (DEPLOY_DIR, default config/default).
+	$(KUSTOMIZE) build $(DEPLOY_DIR) | $(KUBECTL) apply --server-side --force-conflicts --field-manager=promo-operator-deploy -f -
 
 .PHONY: undeploy
 undeploy: $(KUSTOMIZE) ## Remove the deployment.
-	$(KUSTOMIZE) build config/default | $(KUBECTL) delete --ignore-not-found -f -
+	$(KUSTOMIZE) build $(DEPLOY_DIR) | $(KUBECTL) delete --ignore-not-found -f -
 
 ##@ Tools (pinned, built from Go modules into bin/)
 
@@ -140,5 +158,3 @@ $(KUSTOMIZE):
 $(GINKGO):
 	GOBIN=$(LOCALBIN) go install github.com/onsi/ginkgo/v2/ginkgo@$(GINKGO_VERSION)
 
-$(KO):
-	GOBIN=$(LOCALBIN) go install github.com/google/ko@$(KO_VERSION)
