@@ -1,19 +1,32 @@
 // Command manager runs promo-operator's control plane: the Offer and
 // PromoCode controllers, the validating webhooks, and the route server that
 // streams the routing table to trackers.
+//
+// Every replica serves the webhooks and the routes; the controllers run on
+// the elected leader. Each replica provisions its webhook serving certificate
+// itself (--cert-rotation, internal/certs) unless cert-manager provides it
+// (--cert-rotation=false, the config/certmanager overlay).
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
+	"os/signal"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -24,50 +37,128 @@ import (
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
 	"promocodes.dev/promo-operator/controllers"
+	"promocodes.dev/promo-operator/internal/certs"
 	"promocodes.dev/promo-operator/internal/routeserver"
 )
 
+// options are the manager's flags.
+type options struct {
+	metricsAddr, probeAddr, routeAddr, routeTokenFile string
+	enableWebhooks                                    bool
+	webhookPort                                       int
+	certDir                                           string
+	concurrency                                       int
+
+	leaderElect                               bool
+	leaseDuration, renewDeadline, retryPeriod time.Duration
+	gracefulShutdown, drainDelay              time.Duration
+
+	certRotation                                    bool
+	certSecret, certService, webhookConfig, certDNS string
+	namespace                                       string // from POD_NAMESPACE
+}
+
 func main() {
-	var (
-		metricsAddr, probeAddr, routeAddr, routeTokenFile, certDir string
-		leaderElect, enableWebhooks                                bool
-		webhookPort, concurrency                                   int
-	)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "metrics endpoint address (0 disables)")
-	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "health probe address")
-	flag.StringVar(&routeAddr, "route-listen", ":8090", "route server address trackers connect to")
-	flag.StringVar(&routeTokenFile, "route-token-file", "", "file holding the bearer token trackers must present (required)")
-	flag.BoolVar(&leaderElect, "leader-elect", false, "elect a leader for the controllers (the route server runs on every replica)")
-	flag.BoolVar(&enableWebhooks, "enable-webhooks", true, "serve the validating admission webhooks")
-	flag.IntVar(&webhookPort, "webhook-port", 9443, "webhook server port")
-	flag.StringVar(&certDir, "webhook-cert-dir", "", "directory with tls.crt and tls.key for the webhook server")
-	flag.IntVar(&concurrency, "max-concurrent-reconciles", 4, "reconciles in parallel per controller")
-	opts := zap.Options{}
-	opts.BindFlags(flag.CommandLine)
+	var o options
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "metrics endpoint address (0 disables)")
+	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "health probe address: /healthz (alive) and /readyz (caches synced, first routing table built, webhook server serving)")
+	flag.StringVar(&o.routeAddr, "route-listen", ":8090", "route server address trackers connect to")
+	flag.StringVar(&o.routeTokenFile, "route-token-file", "", "file holding the bearer token trackers must present (required)")
+	flag.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader for the controllers (the route server and the webhooks run on every replica)")
+	flag.DurationVar(&o.leaseDuration, "leader-elect-lease-duration", 15*time.Second, "how long non-leaders wait before taking over a lease that is not renewed")
+	flag.DurationVar(&o.renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader retries renewing its lease before giving up leadership (and exiting)")
+	flag.DurationVar(&o.retryPeriod, "leader-elect-retry-period", 2*time.Second, "how often candidates try to acquire or renew the lease")
+	flag.DurationVar(&o.gracefulShutdown, "graceful-shutdown-timeout", 30*time.Second, "how long the manager waits for its runnables to stop after the drain delay")
+	flag.DurationVar(&o.drainDelay, "drain-delay", 0, "on SIGTERM, answer /readyz 503 \"draining\" and keep serving webhooks and routes this long before stopping, while endpoints drop the pod (the manifests set 5s)")
+	flag.BoolVar(&o.enableWebhooks, "enable-webhooks", true, "serve the validating admission webhooks")
+	flag.IntVar(&o.webhookPort, "webhook-port", 9443, "webhook server port")
+	flag.StringVar(&o.certDir, "webhook-cert-dir", "", "directory with tls.crt and tls.key for the webhook server; with --cert-rotation the manager writes them there (default $TMPDIR/k8s-webhook-server/serving-certs)")
+	flag.BoolVar(&o.certRotation, "cert-rotation", true, "provision and rotate the webhook serving certificate in --cert-secret-name and patch the webhook configuration's caBundle (false: cert-manager or someone else puts tls.crt and tls.key in --webhook-cert-dir)")
+	flag.StringVar(&o.certSecret, "cert-secret-name", "promo-operator-webhook-server-cert", "Secret, in the manager's namespace ($POD_NAMESPACE), holding the webhook CA and serving certificate")
+	flag.StringVar(&o.certService, "cert-service-name", "promo-operator-webhook-service", "webhook Service the certificate is for (<service>.<namespace>.svc)")
+	flag.StringVar(&o.certDNS, "cert-extra-dns-names", "", "comma-separated additional DNS names for the webhook certificate")
+	flag.StringVar(&o.webhookConfig, "webhook-config-name", "promo-operator-validating-webhook-configuration", "ValidatingWebhookConfiguration whose caBundle the manager keeps")
+	flag.IntVar(&o.concurrency, "max-concurrent-reconciles", 4, "reconciles in parallel per controller")
+	zo := zap.Options{}
+	zo.BindFlags(flag.CommandLine)
 	flag.Parse()
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
-	if err := run(metricsAddr, probeAddr, routeAddr, routeTokenFile, certDir, leaderElect, enableWebhooks, webhookPort, concurrency); err != nil {
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zo)))
+	o.namespace = podNamespace()
+
+	var draining atomic.Bool
+	ctx := signalContext(o.drainDelay, &draining)
+	if err := run(ctx, ctrl.GetConfigOrDie(), o, &draining); err != nil {
 		ctrl.Log.Error(err, "Manager failed")
 		os.Exit(1)
 	}
 }
 
-func run(metricsAddr, probeAddr, routeAddr, routeTokenFile, certDir string, leaderElect, enableWebhooks bool, webhookPort, concurrency int) error {
+// podNamespace is $POD_NAMESPACE (the downward API), else the service
+// account's namespace when in a pod.
+func podNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	if b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
+		return strings.TrimSpace(string(b))
+	}
+	return ""
+}
+
+// signalContext ends when SIGTERM or SIGINT arrived and drainDelay passed;
+// draining is set at the signal. A second signal exits at once.
+func signalContext(drainDelay time.Duration, draining *atomic.Bool) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		draining.Store(true)
+		if drainDelay > 0 {
+			ctrl.Log.Info("Draining: /readyz answers 503, still serving", "for", drainDelay)
+			select {
+			case <-time.After(drainDelay):
+			case <-sigs:
+				os.Exit(1)
+			}
+		}
+		cancel()
+		<-sigs
+		os.Exit(1)
+	}()
+	return ctx
+}
+
+func run(ctx context.Context, cfg *rest.Config, o options, draining *atomic.Bool) error {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(trackingv1alpha1.AddToScheme(scheme))
-	token, err := os.ReadFile(routeTokenFile)
+	token, err := os.ReadFile(o.routeTokenFile)
 	if err != nil {
 		return fmt.Errorf("reading --route-token-file: %w", err)
 	}
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	if o.certDir == "" {
+		o.certDir = filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs")
+	}
+	if o.enableWebhooks && o.certRotation && o.namespace == "" {
+		return errors.New("--cert-rotation needs the manager's namespace: set $POD_NAMESPACE (the manifests do, from the downward API), or pass --cert-rotation=false and provide the certificate in --webhook-cert-dir")
+	}
+	// Kept, not taken from mgr.GetWebhookServer(): that call adds the server
+	// to the manager, which must wait until the certificate is in place.
+	webhookServer := webhook.NewServer(webhook.Options{Port: o.webhookPort, CertDir: o.certDir})
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
-		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress:        probeAddr,
-		LeaderElection:                leaderElect,
+		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:        o.probeAddr,
+		LeaderElection:                o.leaderElect,
 		LeaderElectionID:              "promo-operator.tracking.promocodes.dev",
-		LeaderElectionReleaseOnCancel: true,
-		WebhookServer:                 webhook.NewServer(webhook.Options{Port: webhookPort, CertDir: certDir}),
+		LeaderElectionNamespace:       o.namespace, // "" in a pod: the service account's
+		LeaderElectionReleaseOnCancel: true,        // hand over at once on shutdown; the process exits right after
+		LeaseDuration:                 &o.leaseDuration,
+		RenewDeadline:                 &o.renewDeadline,
+		RetryPeriod:                   &o.retryPeriod,
+		GracefulShutdownTimeout:       &o.gracefulShutdown,
+		WebhookServer:                 webhookServer,
 		Cache: cache.Options{
 			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject:         map[client.Object]cache.ByObject{&corev1.Secret{}: {Transform: controllers.HashSecretData}},
@@ -76,25 +167,63 @@ func run(metricsAddr, probeAddr, routeAddr, routeTokenFile, certDir string, lead
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
-	ctx := ctrl.SetupSignalHandler()
-	if err := setup(ctx, mgr, enableWebhooks, concurrency); err != nil {
+	if err := setupControllers(ctx, mgr, o.concurrency); err != nil {
 		return err
 	}
-	rs := &routeserver.Server{Addr: routeAddr, Token: strings.TrimSpace(string(token)), Cache: mgr.GetCache(), Log: ctrl.Log.WithName("routes")}
+	rs := &routeserver.Server{Addr: o.routeAddr, Token: strings.TrimSpace(string(token)), Cache: mgr.GetCache(), Log: ctrl.Log.WithName("routes")}
 	if err := mgr.Add(rs); err != nil {
 		return err
 	}
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
-		return err
+	checks := map[string]healthz.Checker{
+		"draining": func(*http.Request) error {
+			if draining.Load() {
+				return errors.New("draining: shutting down")
+			}
+			return nil
+		},
+		"informers": func(req *http.Request) error {
+			sctx, cancel := context.WithTimeout(req.Context(), time.Second)
+			defer cancel()
+			if !mgr.GetCache().WaitForCacheSync(sctx) {
+				return errors.New("informer caches not synced yet")
+			}
+			return nil
+		},
+		"routes": rs.ReadyCheck,
 	}
-	ctrl.Log.Info("Starting manager", "routes", routeAddr, "webhooks", enableWebhooks)
+	if o.enableWebhooks {
+		w := &webhooks{mgr: mgr, server: webhookServer, registered: make(chan struct{})}
+		if o.certRotation {
+			var extra []string
+			if o.certDNS != "" {
+				extra = strings.Split(o.certDNS, ",")
+			}
+			if w.certsReady, err = certs.Setup(mgr, certs.Options{
+				Namespace: o.namespace, SecretName: o.certSecret, ServiceName: o.certService, ExtraDNSNames: extra,
+				WebhookConfigName: o.webhookConfig, CertDir: o.certDir,
+			}, ctrl.Log.WithName("certs")); err != nil {
+				return err
+			}
+		}
+		if err := mgr.Add(w); err != nil {
+			return err
+		}
+		checks["webhooks"] = w.ReadyCheck
+	}
+	for name, check := range checks {
+		if err := mgr.AddReadyzCheck(name, check); err != nil {
+			return err
+		}
+	}
+	ctrl.Log.Info("Starting manager", "routes", o.routeAddr, "webhooks", o.enableWebhooks, "certRotation", o.enableWebhooks && o.certRotation,
+		"namespace", o.namespace, "leaderElection", o.leaderElect)
 	return mgr.Start(ctx)
 }
 
-func setup(ctx context.Context, mgr ctrl.Manager, enableWebhooks bool, concurrency int) error {
+func setupControllers(ctx context.Context, mgr ctrl.Manager, concurrency int) error {
 	if err := controllers.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
@@ -106,8 +235,44 @@ func setup(ctx context.Context, mgr ctrl.Manager, enableWebhooks bool, concurren
 		MaxConcurrentReconciles: concurrency}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the PromoCode controller: %w", err)
 	}
-	if enableWebhooks {
-		return controllers.SetupWebhooks(mgr)
-	}
 	return nil
+}
+
+// webhooks registers the validating webhooks — which starts the webhook
+// server — once the serving certificate is in place (certsReady; nil: it is
+// there from the start). It runs on every replica.
+type webhooks struct {
+	mgr        ctrl.Manager
+	server     webhook.Server
+	certsReady <-chan struct{}
+	registered chan struct{}
+}
+
+func (w *webhooks) NeedLeaderElection() bool { return false }
+
+func (w *webhooks) Start(ctx context.Context) error {
+	if w.certsReady != nil {
+		select {
+		case <-w.certsReady:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	if err := controllers.SetupWebhooks(w.mgr); err != nil {
+		return err
+	}
+	close(w.registered)
+	ctrl.Log.Info("Webhooks registered")
+	return nil
+}
+
+// ReadyCheck: ok once the webhooks are registered and the server accepts
+// TLS connections.
+func (w *webhooks) ReadyCheck(req *http.Request) error {
+	select {
+	case <-w.registered:
+	default:
+		return errors.New("webhook serving certificate not in place yet")
+	}
+	return w.server.StartedChecker()(req)
 }

@@ -227,6 +227,7 @@ func (s *Stack) StartManager(ctx context.Context) error {
 		"--health-probe-bind-address=127.0.0.1:"+strconv.Itoa(s.managerPort.health),
 		"--webhook-port="+strconv.Itoa(s.Env.WebhookInstallOptions.LocalServingPort),
 		"--webhook-cert-dir="+s.Env.WebhookInstallOptions.LocalServingCertDir,
+		"--cert-rotation=false", // envtest installed the webhook configuration with its own certificate
 		"--route-listen=127.0.0.1:"+strconv.Itoa(s.managerPort.route),
 		"--route-token-file="+s.RouteTokenFile,
 	)

@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -58,8 +59,10 @@ type Server struct {
 	clients map[chan []byte]struct{}
 	dirty   dirtySet
 	kick    chan struct{}
-	ready   chan struct{}
 	metrics *metrics
+
+	readyOnce sync.Once
+	ready     chan struct{} // closed once the first full table is built
 }
 
 type dirtySet struct {
@@ -86,9 +89,27 @@ func (s *Server) defaults() {
 	s.clients = map[chan []byte]struct{}{}
 	s.dirty = dirtySet{codes: map[string]struct{}{}, offerIDs: map[int64]struct{}{}, offers: map[routing.Ref]struct{}{}}
 	s.kick = make(chan struct{}, 1)
-	s.ready = make(chan struct{})
 	// Unique across restarts: the start instant, then a counter.
 	s.epoch = strconv.FormatInt(time.Now().UnixNano(), 36)
+}
+
+func (s *Server) readyCh() chan struct{} {
+	s.readyOnce.Do(func() { s.ready = make(chan struct{}) })
+	return s.ready
+}
+
+// Ready is closed once the caches synced and the first full table was
+// built: from then on the server answers trackers (before, 503).
+func (s *Server) Ready() <-chan struct{} { return s.readyCh() }
+
+// ReadyCheck is a healthz.Checker for the manager's /readyz: ok once Ready.
+func (s *Server) ReadyCheck(*http.Request) error {
+	select {
+	case <-s.readyCh():
+		return nil
+	default:
+		return errors.New("the route server has not built its first table yet")
+	}
 }
 
 // Start serves until ctx ends.
@@ -117,7 +138,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.build(ctx); err != nil {
 		return err
 	}
-	close(s.ready)
+	close(s.readyCh())
 	s.Log.Info("Route server serving", "addr", l.Addr().String(), "version", s.table.Version(), "codes", s.table.Len(), "offers", s.table.Offers())
 	go s.heartbeats(ctx)
 	s.publishLoop(ctx)
@@ -455,7 +476,7 @@ func (s *Server) auth(next http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		select {
-		case <-s.ready:
+		case <-s.readyCh():
 		default:
 			http.Error(w, "caches not synced yet", http.StatusServiceUnavailable)
 			return
