@@ -88,7 +88,7 @@ start_in_node() {
   : >>"$LOGS/$name.log"
   echo "---- $(date -u +%FT%TZ) starting $name" >>"$LOGS/$name.log"
   # nsenter execs (no fork for mount+net), so $! is the component's own PID.
-  setsid nsenter -t "$h" -m -n -- "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  setsid nsenter -t "$h" -m -n -- "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
   local pid=$!
   printf '%s ' "$@" >"$PIDS/$name.cmd"
   echo "$pid" >"$PIDS/$name"
@@ -130,10 +130,27 @@ wait_for() {
   done
 }
 
+# save_host_state: what down.sh restores, taken before anything of ours
+# touches the host (kept until down.sh has restored it: a later up must not
+# take kubelet's values for the host's).
+save_host_state() {
+  [[ -f "$S/host-state/done" ]] && return 0
+  mkdir -p "$S/host-state"
+  local k
+  for k in "${KUBELET_SYSCTLS[@]}"; do echo "$k=$(sysctl -n "$k")"; done >"$S/host-state/sysctls"
+  if [[ -d /run/netns ]]; then echo yes; else echo no; fi >"$S/host-state/run-netns-dir"
+  if mountpoint -q /run/netns 2>/dev/null; then echo yes; else echo no; fi >"$S/host-state/run-netns-mount"
+  find /sys/fs/cgroup -mindepth 1 -maxdepth 2 -type d | sort >"$S/host-state/cgroups"
+  touch "$S/host-state/done"
+}
+
 # net_up: the network namespace, the veth pair and the routes (idempotent).
 # Nothing is routed anywhere but between the host and the namespace.
 net_up() {
-  netns_exists || ip netns add "$NS"
+  if ! netns_exists; then
+    save_host_state
+    ip netns add "$NS"
+  fi
   if ! ip link show "$VETH_HOST" >/dev/null 2>&1; then
     ip link add "$VETH_HOST" type veth peer name "$VETH_NS" netns "$NS"
   fi

@@ -80,9 +80,9 @@ start() {
   if ! running; then
     say "starting PostgreSQL on $NODE_IP:$PG_PORT"
     mkdir -p "$PGD/run" "$LOGS"; chown postgres:postgres "$PGD/run"
-    touch "$PGD/postgres.log"; chown postgres:postgres "$PGD/postgres.log"
-    ln -sfn "$PGD/postgres.log" "$LOGS/postgres.log"
-    in_netns runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGD/data" -l "$PGD/postgres.log" -w -t 60 start >/dev/null \
+    [[ -L "$LOGS/postgres.log" ]] && rm -f "$LOGS/postgres.log"
+    touch "$LOGS/postgres.log"; chown postgres:postgres "$LOGS/postgres.log"
+    in_netns runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGD/data" -l "$LOGS/postgres.log" -w -t 60 start >/dev/null 9>&- \
       || die "PostgreSQL did not start" postgres
   fi
   local end=$((SECONDS + 60))
