@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -26,7 +27,11 @@ type Config struct {
 	Writers           int
 	MaxConns          int32
 	TrustForwardedFor bool
-	ShutdownTimeout   time.Duration
+	// DrainDelay: on shutdown, /readyz answers 503 "draining" at once and
+	// requests are still served this long (keep-alives off), while the
+	// endpoints drop the pod; then the graceful shutdown.
+	DrainDelay      time.Duration
+	ShutdownTimeout time.Duration
 	// SpoolDir, when set, holds conversions accepted while PostgreSQL is
 	// unreachable (fsynced before the reply), replayed when it is back.
 	SpoolDir      string
@@ -35,7 +40,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults of the tracker's flags.
 func DefaultConfig() Config {
-	return Config{Listen: ":8080", QueueSize: 20000, BatchMax: 1000, Writers: 1, MaxConns: 16, ShutdownTimeout: 30 * time.Second,
+	return Config{Listen: ":8080", QueueSize: 20000, BatchMax: 1000, Writers: 1, MaxConns: 16, DrainDelay: 5 * time.Second, ShutdownTimeout: 30 * time.Second,
 		SpoolMaxBytes: 1 << 30}
 }
 
@@ -54,6 +59,7 @@ type Server struct {
 	spool    *Spool
 	http     *http.Server
 	listener net.Listener
+	draining atomic.Bool
 }
 
 // NewServer connects to PostgreSQL, applies migrations, loads the snapshot
@@ -124,18 +130,39 @@ func NewServer(ctx context.Context, cfg Config, log *slog.Logger) (*Server, erro
 // Addr is the address the tracker listens on.
 func (s *Server) Addr() string { return s.listener.Addr().String() }
 
+// readyz answers 200 when the tracker can acknowledge conversions: it has a
+// routing table, and PostgreSQL answers — or, with a spool, the spool still
+// takes rows (PostgreSQL blipping must not empty the Service of trackers
+// that would answer every request). The body says why.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	notReady := func(format string, args ...any) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = fmt.Fprintf(w, format+"\n", args...)
+	}
+	if s.draining.Load() {
+		notReady("draining: shutting down")
+		return
+	}
 	if s.Routes.Load() == nil {
-		http.Error(w, "no routing table yet", http.StatusServiceUnavailable)
+		notReady("no routing table yet")
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 	defer cancel()
-	if err := s.pool.Ping(ctx); err != nil {
-		http.Error(w, "storage unreachable", http.StatusServiceUnavailable)
-		return
+	err := s.pool.Ping(ctx)
+	switch {
+	case err == nil:
+		_, _ = w.Write([]byte("ok\n"))
+	case s.spool == nil:
+		notReady("storage unreachable: %v", err)
+	default:
+		if serr := s.spool.Accepting(); serr != nil {
+			notReady("storage unreachable (%v) and the spool takes no more rows: %v", err, serr)
+			return
+		}
+		_, _ = fmt.Fprintf(w, "ok: storage unreachable (%v); acknowledging into the spool, %d rows wait for replay\n", err, s.spool.Rows())
 	}
-	_, _ = w.Write([]byte("ok\n"))
 }
 
 // Run serves until ctx ends, then shuts down gracefully: stop accepting,
@@ -163,9 +190,10 @@ func (s *Server) Run(ctx context.Context, syncer Syncer) error {
 	var err error
 	select {
 	case <-ctx.Done():
+		s.drain(errc, &err)
 	case err = <-errc:
 	}
-	s.log.Info("Shutting down: draining requests and the write queue")
+	s.log.Info("Shutting down: finishing requests in flight and the write queue")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 	if serr := s.http.Shutdown(shutdownCtx); serr != nil {
@@ -182,6 +210,23 @@ func (s *Server) Run(ctx context.Context, syncer Syncer) error {
 		err = nil
 	}
 	return err
+}
+
+// drain turns /readyz to 503 and keeps serving for DrainDelay — a rolling
+// update removes the pod from the endpoints only after it began terminating,
+// so requests keep coming for a moment. Keep-alives are off meanwhile, so
+// clients reconnect, through the Service, to pods that stay.
+func (s *Server) drain(errc <-chan error, err *error) {
+	s.draining.Store(true)
+	if s.cfg.DrainDelay <= 0 {
+		return
+	}
+	s.http.SetKeepAlivesEnabled(false)
+	s.log.Info("Draining: /readyz answers 503, still serving", "for", s.cfg.DrainDelay)
+	select {
+	case <-time.After(s.cfg.DrainDelay):
+	case *err = <-errc:
+	}
 }
 
 // migrateUntilDone retries migrations when storage was down at start.

@@ -26,6 +26,9 @@ type Spool struct {
 	f    *os.File
 	size int64
 	rows int
+	// refused is why the last Append failed (ErrSpoolFull, a write or sync
+	// error), nil after a success or once a replay emptied the file.
+	refused error
 }
 
 const (
@@ -84,16 +87,36 @@ func (s *Spool) Append(rows []Row) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.size+int64(len(buf)) > s.maxBytes {
+		s.refused = ErrSpoolFull
 		return ErrSpoolFull
 	}
 	if _, err := s.f.Write(buf); err != nil {
-		return fmt.Errorf("writing the spool: %w", err)
+		s.refused = fmt.Errorf("writing the spool: %w", err)
+		return s.refused
 	}
 	if err := s.f.Sync(); err != nil {
-		return fmt.Errorf("syncing the spool: %w", err)
+		s.refused = fmt.Errorf("syncing the spool: %w", err)
+		return s.refused
 	}
 	s.size += int64(len(buf))
 	s.rows += len(rows)
+	s.refused = nil
+	return nil
+}
+
+// Accepting returns nil while the spool can take rows: nothing refused
+// since the last success or the last replay, and room left. A refusal
+// sticks until then — a batch that did not fit says the spool is full even
+// if a smaller one would.
+func (s *Spool) Accepting() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refused != nil {
+		return s.refused
+	}
+	if s.size >= s.maxBytes {
+		return ErrSpoolFull
+	}
 	return nil
 }
 
@@ -129,7 +152,7 @@ func (s *Spool) Replay(batch int, insert func([]Row) error) (int, error) {
 			s.mu.Unlock()
 			return 0, err
 		}
-		s.f, s.size = f, 0
+		s.f, s.size, s.refused = f, 0, nil
 	}
 	s.mu.Unlock()
 

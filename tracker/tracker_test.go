@@ -97,7 +97,7 @@ type env struct {
 func start(t *testing.T, dbURL string, table *routing.Table) *env {
 	t.Helper()
 	cfg := DefaultConfig()
-	cfg.Listen, cfg.DatabaseURL = "127.0.0.1:0", dbURL
+	cfg.Listen, cfg.DatabaseURL, cfg.DrainDelay = "127.0.0.1:0", dbURL, 0
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := NewServer(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
@@ -619,7 +619,7 @@ func TestStorageDownWithSpoolLosesNothing(t *testing.T) {
 	defer func() { _ = own.Stop() }()
 	spool := t.TempDir()
 	cfg := DefaultConfig()
-	cfg.Listen, cfg.DatabaseURL, cfg.SpoolDir = "127.0.0.1:0", own.URL, spool
+	cfg.Listen, cfg.DatabaseURL, cfg.SpoolDir, cfg.DrainDelay = "127.0.0.1:0", own.URL, spool, 0
 	start := func() (*Server, string, context.CancelFunc, chan error) {
 		ctx, cancel := context.WithCancel(context.Background())
 		srv, err := NewServer(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -695,6 +695,9 @@ func TestSpoolReplayIsIdempotentAndBounded(t *testing.T) {
 	if err := s.Append(big); err != ErrSpoolFull {
 		t.Fatalf("a full spool must refuse: %v", err)
 	}
+	if err := s.Accepting(); err != ErrSpoolFull {
+		t.Fatalf("after a refusal, Accepting: %v", err)
+	}
 	// A failed replay keeps the rows; the next one delivers them.
 	if _, err := s.Replay(10, func([]Row) error { return fmt.Errorf("down") }); err == nil {
 		t.Fatal("replay error lost")
@@ -708,6 +711,9 @@ func TestSpoolReplayIsIdempotentAndBounded(t *testing.T) {
 	}
 	if s.Rows() != 0 {
 		t.Fatalf("rows after replay: %d", s.Rows())
+	}
+	if err := s.Accepting(); err != nil {
+		t.Fatalf("after a replay emptied it, Accepting: %v", err)
 	}
 	_ = s.Close()
 	// Reopened, nothing is left to replay.
