@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
+	"promocodes.dev/promo-operator/internal/routing"
 )
 
 // OfferReconciler writes an Offer's Ready condition: it owns its spec.id
@@ -52,6 +53,10 @@ func (r *OfferReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		Type: trackingv1alpha1.ConditionReady, Status: status, Reason: v.Reason, Message: v.Message,
 		ObservedGeneration: offer.Generation,
 	})
+	// An older Offer owning the id, or a spec that does not compile, needs a
+	// change; a missing token Secret may simply not have been applied yet.
+	setStalled(&offer.Status.Conditions, offer.Generation, v.Reason == routing.ReasonDuplicateOfferID || v.Reason == routing.ReasonInvalidSpec,
+		v.Reason, v.Message)
 	offer.Status.ObservedGeneration = offer.Generation
 	if equality.Semantic.DeepEqual(before, &offer.Status) {
 		return ctrl.Result{}, nil

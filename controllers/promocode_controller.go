@@ -67,6 +67,7 @@ func (r *PromoCodeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		c.ObservedGeneration = pc.Generation
 		meta.SetStatusCondition(&pc.Status.Conditions, c)
 	}
+	setStalled(&pc.Status.Conditions, pc.Generation, st.Accepted.Status == metav1.ConditionFalse, st.Accepted.Reason, st.Accepted.Message)
 	result := ctrl.Result{}
 	if !st.NextTransition.IsZero() {
 		// A little past the instant, so the clock has surely turned.
@@ -87,6 +88,18 @@ func (r *PromoCodeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	}
 	logf.FromContext(ctx).V(1).Info("Updated PromoCode status", "state", st.State)
 	return result, nil
+}
+
+// setStalled adds Stalled=True while the object cannot become Ready without
+// a change (kstatus: Failed), and removes it otherwise: Ready=False alone
+// reads as InProgress, Ready=True as Current.
+func setStalled(conds *[]metav1.Condition, generation int64, stalled bool, reason, message string) {
+	if !stalled {
+		meta.RemoveStatusCondition(conds, trackingv1alpha1.ConditionStalled)
+		return
+	}
+	meta.SetStatusCondition(conds, metav1.Condition{Type: trackingv1alpha1.ConditionStalled, Status: metav1.ConditionTrue,
+		Reason: reason, Message: message, ObservedGeneration: generation})
 }
 
 func orNone(s trackingv1alpha1.PromoCodeState) string {

@@ -26,6 +26,12 @@ const (
 	ConditionReady = "Ready"
 	// ConditionAccepted is true when a PromoCode holds its claim on the code.
 	ConditionAccepted = "Accepted"
+	// ConditionStalled is present, and true, only while the object cannot
+	// become Ready until someone changes it or what it collides with: a
+	// PromoCode not accepted, an Offer whose id an older Offer owns or whose
+	// spec does not compile. kstatus (Flux, kubectl wait, cli-utils) reads it
+	// as Failed; Ready=False without it is InProgress.
+	ConditionStalled = "Stalled"
 )
 
 // GoalStatus is the default status of conversions recorded for a goal.
@@ -153,7 +159,8 @@ type OfferStatus struct {
 	// observedGeneration is the generation the status was computed from.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// conditions: Ready (reasons Valid, DuplicateOfferID, TokenSecretMissing).
+	// conditions: Ready (reasons Valid, DuplicateOfferID, TokenSecretMissing, InvalidSpec)
+	// and, while an older Offer owns the id or the spec does not compile, Stalled.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -178,8 +185,10 @@ type Offer struct {
 	// spec is the desired offer.
 	// +required
 	Spec OfferSpec `json:"spec"`
-	// status is the observed state.
+	// status is the observed state. Until the first reconcile it reads
+	// observedGeneration 0, so kstatus sees the object InProgress, not Current.
 	// +optional
+	// +kubebuilder:default={observedGeneration: 0}
 	Status OfferStatus `json:"status,omitempty"`
 }
 

@@ -90,7 +90,8 @@ type PromoCodeStatus struct {
 	// observedGeneration is the generation the status was computed from.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// conditions: Accepted (the claim on the code) and Ready (routed by trackers).
+	// conditions: Accepted (the claim on the code), Ready (routed by trackers)
+	// and, while the code is not accepted (Rejected), Stalled.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -118,8 +119,10 @@ type PromoCode struct {
 	// spec is the desired promo code.
 	// +required
 	Spec PromoCodeSpec `json:"spec"`
-	// status is the observed state.
+	// status is the observed state. Until the first reconcile it reads
+	// observedGeneration 0, so kstatus sees the object InProgress, not Current.
 	// +optional
+	// +kubebuilder:default={observedGeneration: 0}
 	Status PromoCodeStatus `json:"status,omitempty"`
 }
 
