@@ -47,7 +47,7 @@ ours() {
 pod_pids() { cat /sys/fs/cgroup/pids/kubepods*/cgroup.procs /sys/fs/cgroup/pids/kubepods*/**/cgroup.procs 2>/dev/null | sort -u; }
 shopt -s globstar nullglob
 
-say "stopping the node's components"
+say "stopping the node's components [+$((SECONDS - T0)) s]"
 for c in kube-router kube-proxy kubelet kube-scheduler kube-controller-manager; do stop_pid "$c" 15; done
 
 if alive containerd; then
@@ -83,13 +83,13 @@ if [[ -n "$left" ]]; then
   for p in $left; do kill -KILL "$p" 2>/dev/null || true; done
   sleep 0.3
 fi
-say "ending the node's mount namespace"
+say "ending the node's mount namespace [+$((SECONDS - T0)) s]"
 stop_pid holder 5
 for i in $(seq 50); do [[ -z "$(ours)" ]] && break; sleep 0.1; done
 for p in $(ours); do problem "process $p: $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)"; done
 rm -f "$PIDS"/*
 
-say "removing the network namespace $NS, $VETH_HOST and the routes"
+say "removing the network namespace $NS, $VETH_HOST and the routes [+$((SECONDS - T0)) s]"
 if netns_exists; then ip netns del "$NS"; fi
 ip link show "$VETH_HOST" >/dev/null 2>&1 && ip link del "$VETH_HOST" 2>/dev/null || true
 for r in "$SVC_CIDR" "$POD_CIDR"; do ip route show "$r" | grep -q . && ip route del "$r" 2>/dev/null || true; done
@@ -110,7 +110,7 @@ if [[ -f "$HS/done" ]]; then
   done <"$HS/sysctls"
 fi
 
-say "removing the pod cgroups"
+say "removing the pod cgroups [+$((SECONDS - T0)) s]"
 for d in /sys/fs/cgroup/*/kubepods* /sys/fs/cgroup/*/k8s.io; do
   [[ -d $d ]] || continue
   find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true

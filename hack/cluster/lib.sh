@@ -54,7 +54,8 @@ die() {
 
 need_root() { [[ $(id -u) -eq 0 ]] || { echo "ERROR: hack/cluster needs root (network and mount namespaces, cgroups)" >&2; exit 1; }; }
 
-netns_exists() { [[ -e "/run/netns/$NS" ]]; }
+# (a mount of nsfs: a file left by a reboot is not a namespace)
+netns_exists() { mountpoint -q "/run/netns/$NS" 2>/dev/null; }
 
 # in_netns CMD...: runs CMD in the node's network namespace only (host mounts).
 in_netns() { nsenter --net="/run/netns/$NS" -- "$@"; }
@@ -102,15 +103,23 @@ start_in_node() {
   [[ -d /proc/$pid ]] || die "$name exited at once" "$name"
 }
 
+# pid_running PID: alive and not a zombie (our daemons are reparented to PID 1,
+# which may reap them late)
+pid_running() { local st; st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) && [[ ${st:0:1} != Z ]]; }
+
 # stop_pid NAME [TIMEOUT]: SIGTERM, then SIGKILL after TIMEOUT seconds.
 stop_pid() {
   local name=$1 t=${2:-15} pid
   pid=$(cat "$PIDS/$name" 2>/dev/null) || return 0
   if pid_is "$pid" "$name"; then
+    local i t0=$SECONDS
     kill -TERM "$pid" 2>/dev/null || true
-    local i
-    for i in $(seq $((t * 10))); do [[ -d /proc/$pid ]] || break; sleep 0.1; done
-    if [[ -d /proc/$pid ]]; then kill -KILL "$pid" 2>/dev/null || true; sleep 0.2; fi
+    for i in $(seq $((t * 10))); do pid_running "$pid" || break; sleep 0.1; done
+    if pid_running "$pid"; then
+      info "$name still running after ${t}s: SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true; sleep 0.2
+    fi
+    ((SECONDS - t0 < 2)) || info "$name stopped in $((SECONDS - t0)) s"
   fi
   rm -f "$PIDS/$name" "$PIDS/$name.cmd"
 }
@@ -149,6 +158,7 @@ save_host_state() {
 net_up() {
   if ! netns_exists; then
     save_host_state
+    rm -f "/run/netns/$NS" # a leftover of a reboot, not a namespace
     ip netns add "$NS"
   fi
   if ! ip link show "$VETH_HOST" >/dev/null 2>&1; then

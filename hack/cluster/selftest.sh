@@ -22,7 +22,8 @@ ok() { echo "PASS: $*"; pass=$((pass + 1)); }
 bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
 
 host_state() { # file
-  {
+  (
+    set +e
     echo "## links"; ip -d -br link | sort
     echo "## addresses"; ip -br addr | sort
     echo "## routes"; ip route show table all; ip -6 route show table all
@@ -39,8 +40,9 @@ host_state() { # file
     echo "## host paths"
     ls -a /run /var/lib /var/log /opt /etc/cni /etc/netns /run/netns /var/lib/cni /var/lib/kubelet 2>&1
     echo "## our processes (named like a component, or using .cluster)"
-    ps -eo pid=,args= | grep -E "$S|promo-node-holder|containerd|kubelet|kube-proxy|kube-router|coredns" | grep -v -E "grep|selftest" || true
-  } >"$1" 2>&1
+    ps -eo pid=,args= | grep -E "$S|promo-node-holder|containerd|kubelet|kube-proxy|kube-router|coredns" | grep -v -E "grep|selftest"
+    true
+  ) >"$1" 2>&1
 }
 
 if alive kube-apiserver || holder_pid >/dev/null || netns_exists; then

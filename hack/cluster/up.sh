@@ -506,6 +506,8 @@ import_images
 say "starting kubelet, kube-proxy, kube-router"
 start_kubelet
 start_kube_proxy
+# kube-router needs its Node object: it exits when kubelet has not registered yet
+wait_for "$TIMEOUT" "node $NODE_NAME registered" kubelet kc get node "$NODE_NAME"
 start_kube_router
 make_pvs
 recycle_pvs
