@@ -369,3 +369,28 @@ func TestLoneChangeIsPublishedAtOnce(t *testing.T) {
 	case <-time.After(time.Second):
 	}
 }
+
+// TestReadyCheck: the manager's /readyz check fails until the caches synced
+// and the first full table was built, then passes.
+func TestReadyCheck(t *testing.T) {
+	l, err := freeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Addr: l, Token: token, Cache: mgrCache, Log: ctrl.Log}
+	if err := s.ReadyCheck(nil); err == nil {
+		t.Fatal("ready before Start")
+	}
+	ctx, cancel := context.WithCancel(mgrCtx)
+	done := make(chan error, 1)
+	go func() { done <- s.Start(ctx) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-s.Ready():
+	case <-time.After(30 * time.Second):
+		t.Fatal("no table after 30s")
+	}
+	if err := s.ReadyCheck(nil); err != nil {
+		t.Fatalf("after the first table: %v", err)
+	}
+}
