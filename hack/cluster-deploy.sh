@@ -33,6 +33,9 @@ portal_pw=$(secret portal-db-password)
 admin_url=${POSTGRES_SUPERUSER_URL:-$DATABASE_URL}
 portal_url=$(sed -E "s#^(postgres(ql)?://)[^@]*@#\1promo_portal:${portal_pw}@#" <<<"$DATABASE_URL")
 
+step "loading the images into the node"
+bash "$root/hack/cluster/load-images.sh" "$root"/bin/images/{manager,tracker,portal}.tar | sed 's/^/    /'
+
 step "migrating the database (bin/images/bin/tracker migrate)"
 "$root/bin/images/bin/tracker" migrate --database-url "$DATABASE_URL" 2>&1 | tail -1
 if [[ -z $(psql "$admin_url" -tAc "select 1 from pg_roles where rolname = 'promo_portal'") ]]; then
