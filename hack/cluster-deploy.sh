@@ -30,7 +30,12 @@ secret() { # name: a random token, made once and kept
 route_token=$(secret route-token)
 portal_token=$(secret portal-token)
 portal_pw=$(secret portal-db-password)
-admin_url=${POSTGRES_SUPERUSER_URL:-$DATABASE_URL}
+# The role is created as the superuser, in the product's database (the grant is on its table).
+admin_url=$DATABASE_URL
+if [[ -n ${POSTGRES_SUPERUSER_URL:-} ]]; then
+  db_name=$(sed -E 's#^[^/]*//[^/]*/([^?]*).*#\1#' <<<"$DATABASE_URL")
+  admin_url=$(sed -E "s#^([^/]*//[^/]*/)[^?]*#\1${db_name}#" <<<"$POSTGRES_SUPERUSER_URL")
+fi
 portal_url=$(sed -E "s#^(postgres(ql)?://)[^@]*@#\1promo_portal:${portal_pw}@#" <<<"$DATABASE_URL")
 
 step "loading the images into the node"
