@@ -139,6 +139,35 @@ for i in $(seq 40); do [[ "$(get "http://$svc_ip/health")" == OK ]] && { answere
 [[ "$(get "http://$pod_ip:8080/health")" == OK ]] && ok "host -> pod IP $pod_ip:8080 answers" || bad "pod IP $pod_ip does not answer from the host"
 if in_node getent hosts "web.$NSX.svc.$DOMAIN" | grep -q "^$svc_ip "; then ok "cluster DNS resolves web.$NSX.svc.$DOMAIN from the node"; else bad "cluster DNS"; fi
 
+[[ "$(in_netns curl -fsS --max-time 2 "http://$svc_ip/health" 2>/dev/null)" == OK ]] && ok "node (as the API server) -> ClusterIP $svc_ip:80 answers over TCP" || bad "ClusterIP from the node"
+
+# The API server calls a webhook through its Service's ClusterIP. The "webhook"
+# here is CoreDNS's plain-HTTP health port, so the call fails in the TLS
+# handshake — which shows that the API server reached the pod.
+K label namespace $NSX promo-selftest/webhook=on >/dev/null
+K apply -f - >/dev/null <<EOF
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {name: promo-selftest}
+webhooks:
+- name: selftest.promo.dev
+  clientConfig: {service: {name: web, namespace: $NSX, port: 80, path: /validate}}
+  rules: [{apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [configmaps]}]
+  namespaceSelector: {matchLabels: {promo-selftest/webhook: "on"}}
+  failurePolicy: Fail
+  sideEffects: None
+  admissionReviewVersions: [v1]
+  timeoutSeconds: 5
+EOF
+wh=""
+for i in $(seq 20); do
+  wh=$(K -n $NSX create configmap wh-probe 2>&1 || true)
+  grep -q 'HTTP response to HTTPS client' <<<"$wh" && break
+  sleep 0.5
+done
+if grep -q 'HTTP response to HTTPS client' <<<"$wh"; then ok "API server reaches a webhook Service's pod through the ClusterIP"; else bad "webhook call through the Service: $wh"; fi
+K delete validatingwebhookconfiguration promo-selftest >/dev/null
+
 tok=$(K -n $NSX create token default --duration=10m)
 who=$(curl -fsS --cacert "$PKI/ca.crt" -H "Authorization: Bearer $tok" -H 'Content-Type: application/json' -X POST \
   -d '{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}' "$API_URL/apis/authentication.k8s.io/v1/selfsubjectreviews" || true)
@@ -199,8 +228,9 @@ for c in etcd kube-apiserver kube-controller-manager kube-scheduler containerd k
 done
 pods=$(ps -eo rss=,args= | grep -E 'containerd-shim|/pause|/coredns' | grep -v grep | awk '{s+=$1} END {print int(s/1024)}')
 printf '  %-24s %5d\n' "shims+pods" "$pods"; total=$((total + pods))
-pg=$(ps -eo rss=,args= | grep "[p]ostgres" | awk '{s+=$1} END {print int(s/1024)}')
-printf '  %-24s %5d (shared memory counted in each process)\n' "postgres" "$pg"
+pm=$(head -1 "$S/postgres/data/postmaster.pid")
+pg=$(for p in $pm $(ps -o pid= --ppid "$pm"); do awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null; done | awk '{s+=$1} END {print int(s/1024)}')
+printf '  %-24s %5d (PSS: shared buffers counted once)\n' "postgres" "$pg"
 printf '  %-24s %5d (without postgres; %s pods)\n' total "$total" "$(K get pods -A --no-headers | wc -l)"
 
 t=$SECONDS

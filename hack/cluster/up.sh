@@ -460,7 +460,10 @@ all_alive() {
 # ================================================================ main
 mkdir -p "$S" "$LOGS" "$PIDS"
 exec 9>"$S/.lock"
-flock -n 9 || { echo "ERROR: another hack/cluster script is running (lock $S/.lock)" >&2; exit 1; }
+if ! flock -n 9; then
+  say "waiting for another hack/cluster script (lock $S/.lock)"
+  flock -w 600 9 || { echo "ERROR: another hack/cluster script holds $S/.lock" >&2; exit 1; }
+fi
 
 if all_alive && api_ready && node_ready && [[ -f "$S/node.env" ]]; then
   say "node already up: checking"
