@@ -143,9 +143,7 @@ func run(ctx context.Context, cfg *rest.Config, o options, draining *atomic.Bool
 	if o.enableWebhooks && o.certRotation && o.namespace == "" {
 		return errors.New("--cert-rotation needs the manager's namespace: set $POD_NAMESPACE (the manifests do, from the downward API), or pass --cert-rotation=false and provide the certificate in --webhook-cert-dir")
 	}
-	// Kept, not taken from mgr.GetWebhookServer(): that call adds the server
-	// to the manager, which must wait until the certificate is in place.
-	webhookServer := webhook.NewServer(webhook.Options{Port: o.webhookPort, CertDir: o.certDir})
+	webhookServer := &gatedWebhookServer{Server: webhook.NewServer(webhook.Options{Port: o.webhookPort, CertDir: o.certDir})}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
@@ -158,7 +156,7 @@ func run(ctx context.Context, cfg *rest.Config, o options, draining *atomic.Bool
 		RenewDeadline:                 &o.renewDeadline,
 		RetryPeriod:                   &o.retryPeriod,
 		GracefulShutdownTimeout:       &o.gracefulShutdown,
-		WebhookServer:                 webhookServer,
+		WebhookServer:                 webhookServer, // its Start waits for the certificate
 		Cache: cache.Options{
 			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject:         map[client.Object]cache.ByObject{&corev1.Secret{}: {Transform: controllers.HashSecretData}},
@@ -195,23 +193,24 @@ func run(ctx context.Context, cfg *rest.Config, o options, draining *atomic.Bool
 		"routes": rs.ReadyCheck,
 	}
 	if o.enableWebhooks {
-		w := &webhooks{mgr: mgr, server: webhookServer, registered: make(chan struct{})}
 		if o.certRotation {
 			var extra []string
 			if o.certDNS != "" {
 				extra = strings.Split(o.certDNS, ",")
 			}
-			if w.certsReady, err = certs.Setup(mgr, certs.Options{
+			if webhookServer.certsReady, err = certs.Setup(mgr, certs.Options{
 				Namespace: o.namespace, SecretName: o.certSecret, ServiceName: o.certService, ExtraDNSNames: extra,
 				WebhookConfigName: o.webhookConfig, CertDir: o.certDir,
 			}, ctrl.Log.WithName("certs")); err != nil {
 				return err
 			}
 		}
-		if err := mgr.Add(w); err != nil {
+		// Registered now, before the manager starts; the server itself
+		// starts once the certificate is in place.
+		if err := controllers.SetupWebhooks(mgr); err != nil {
 			return err
 		}
-		checks["webhooks"] = w.ReadyCheck
+		checks["webhooks"] = webhookServer.ReadyCheck
 	}
 	for name, check := range checks {
 		if err := mgr.AddReadyzCheck(name, check); err != nil {
@@ -238,41 +237,36 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager, concurrency int) er
 	return nil
 }
 
-// webhooks registers the validating webhooks — which starts the webhook
-// server — once the serving certificate is in place (certsReady; nil: it is
-// there from the start). It runs on every replica.
-type webhooks struct {
-	mgr        ctrl.Manager
-	server     webhook.Server
+// gatedWebhookServer starts the webhook server only once the serving
+// certificate is in place (certsReady; nil: it is there from the start):
+// controller-runtime's server loads its certificate when it starts, and
+// every replica serves webhooks, so each waits for its own files.
+type gatedWebhookServer struct {
+	webhook.Server
 	certsReady <-chan struct{}
-	registered chan struct{}
 }
 
-func (w *webhooks) NeedLeaderElection() bool { return false }
-
-func (w *webhooks) Start(ctx context.Context) error {
-	if w.certsReady != nil {
+func (g *gatedWebhookServer) Start(ctx context.Context) error {
+	if g.certsReady != nil {
 		select {
-		case <-w.certsReady:
+		case <-g.certsReady:
+			ctrl.Log.Info("Webhook serving certificate in place; starting the webhook server")
 		case <-ctx.Done():
 			return nil
 		}
 	}
-	if err := controllers.SetupWebhooks(w.mgr); err != nil {
-		return err
-	}
-	close(w.registered)
-	ctrl.Log.Info("Webhooks registered")
-	return nil
+	return g.Server.Start(ctx)
 }
 
-// ReadyCheck: ok once the webhooks are registered and the server accepts
+// ReadyCheck: ok once the certificate is in place and the server accepts
 // TLS connections.
-func (w *webhooks) ReadyCheck(req *http.Request) error {
-	select {
-	case <-w.registered:
-	default:
-		return errors.New("webhook serving certificate not in place yet")
+func (g *gatedWebhookServer) ReadyCheck(req *http.Request) error {
+	if g.certsReady != nil {
+		select {
+		case <-g.certsReady:
+		default:
+			return errors.New("webhook serving certificate not in place yet")
+		}
 	}
-	return w.server.StartedChecker()(req)
+	return g.Server.StartedChecker()(req)
 }
