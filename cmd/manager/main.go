@@ -268,5 +268,5 @@ func (g *gatedWebhookServer) ReadyCheck(req *http.Request) error {
 			return errors.New("webhook serving certificate not in place yet")
 		}
 	}
-	return g.Server.StartedChecker()(req)
+	return g.StartedChecker()(req)
 }
