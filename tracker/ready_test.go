@@ -1,7 +1,9 @@
 package tracker
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -157,6 +159,27 @@ func TestDrainOnShutdown(t *testing.T) {
 	if code, _ := readyz(t, e.url); code != 200 {
 		t.Fatalf("before: %d", code)
 	}
+	// A keep-alive connection, used once and idle when the drain begins.
+	idle, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	idleReader := bufio.NewReader(idle)
+	rawGet := func(path string) (*http.Response, error) {
+		if _, err := fmt.Fprintf(idle, "GET %s HTTP/1.1\r\nHost: tracker\r\n\r\n", path); err != nil {
+			return nil, err
+		}
+		resp, err := http.ReadResponse(idleReader, nil)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+		}
+		return resp, err
+	}
+	if resp, err := rawGet("/healthz"); err != nil || resp.StatusCode != 200 || resp.Close {
+		t.Fatalf("keep-alive request before the drain: %v %v", resp, err)
+	}
 	signalled := time.Now()
 	e.cancel()
 	e.cancel = nil // stopped here, not in the cleanup
@@ -175,6 +198,11 @@ func TestDrainOnShutdown(t *testing.T) {
 	}
 	if !resp.Close {
 		t.Error("while draining, replies close the connection (clients reconnect through the Service)")
+	}
+	// The idle connection was not cut under a client that may be sending on
+	// it: its next request is answered, and the reply closes it.
+	if resp, err := rawGet("/track/promo?code=PROMO22&adv_order_id=idle-while-draining"); err != nil || resp.StatusCode != 200 || !resp.Close {
+		t.Fatalf("a request on a connection idle when the drain began: %v %v", resp, err)
 	}
 	select {
 	case err := <-e.done:
@@ -196,7 +224,7 @@ func TestDrainOnShutdown(t *testing.T) {
 	}
 	defer db.Close()
 	var n int
-	if err := db.QueryRow(context.Background(), "select count(*) from conversions where adv_order_id = 'while-draining'").Scan(&n); err != nil || n != 1 {
-		t.Fatalf("the request answered while draining stored %d times (%v)", n, err)
+	if err := db.QueryRow(context.Background(), "select count(*) from conversions where adv_order_id in ('while-draining', 'idle-while-draining')").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("the requests answered while draining stored %d times (%v)", n, err)
 	}
 }

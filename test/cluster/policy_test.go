@@ -52,32 +52,61 @@ spec:
 }
 
 // TestNetworkPolicy: a pod that is not a tracker cannot reach the route
-// server (kube-router enforces config/network-policy), while the same pod
-// reaches the manager's metrics port, which the policy leaves open — so the
-// refusal is the policy, not the network — and trackers keep syncing.
+// server (kube-router enforces config/network-policy). The same pod reaches
+// the same manager pod's metrics port, which the policy leaves open, and it
+// reaches the route server too while the policy is removed — so the refusal
+// is the policy, not the network. Trackers reach it: a new code is routed.
 func TestNetworkPolicy(t *testing.T) {
 	image := probeImage(t)
-	// One manager pod, two of its ports: only the policy tells them apart.
 	ip := strings.Fields(kubectl(t, "get", "pods", "-n", system, "-l", "app.kubernetes.io/name=manager",
 		"-o", "jsonpath={.items[*].status.podIP}"))
 	if len(ip) == 0 {
 		t.Fatal("no manager pod IP")
 	}
-	reached := runProbe(t, "np-metrics", image, "http://"+ip[0]+":8080/metrics")
-	routes := runProbe(t, "np-routes", image, "http://"+ip[0]+":8090/")
+	metrics, routes := "http://"+ip[0]+":8080/metrics", "http://"+ip[0]+":8090/"
+	reached := runProbe(t, "np-metrics", image, metrics)
 	if !strings.HasPrefix(reached, "reached") {
 		t.Fatalf("the probe pod should reach the open metrics port: %s", reached)
 	}
-	if !strings.HasPrefix(routes, "unreachable") {
-		t.Fatalf("a pod that is not a tracker reached the route server: %s", routes)
+	denied := runProbe(t, "np-routes", image, routes)
+	if !strings.HasPrefix(denied, "unreachable") {
+		t.Fatalf("a pod that is not a tracker reached the route server: %s", denied)
 	}
-	// Trackers reach it: a code created now is routed by every tracker.
+
+	const policy = "networkpolicy/promo-operator-allow-trackers-to-routes"
+	saved := kubectl(t, "get", policy, "-n", system, "-o", "json")
+	kubectl(t, "delete", policy, "-n", system)
+	restored := false
+	restore := func() {
+		if !restored {
+			restored = true
+			if _, err := kubectlCtx(context.Background(), strings.NewReader(stripServerFields(t, saved)), "create", "-f", "-"); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	t.Cleanup(restore)
+	var open string
+	eventually(t, "the route server reachable without the policy", time.Minute, func() string {
+		if open = runProbe(t, "np-routes-open", image, routes); !strings.HasPrefix(open, "reached") {
+			return open
+		}
+		return ""
+	})
+	restore()
+	eventually(t, "the route server closed again with the policy", time.Minute, func() string {
+		if out := runProbe(t, "np-routes-again", image, routes); !strings.HasPrefix(out, "unreachable") {
+			return out
+		}
+		return ""
+	})
+
 	namespace(t, "cl-np")
 	apply(t, offerYAML("cl-np", "np", 701, true))
 	apply(t, codeYAML("cl-np", "np1", "NETPOL1", "np", 31))
 	took := servable(t, "NETPOL1", 701)
-	fmt.Printf("cluster: network-policy stranger->routes %q, stranger->metrics %q, trackers synced a new code in %s\n",
-		routes, reached, took.Round(10*time.Millisecond))
+	fmt.Printf("cluster: network-policy stranger->routes %q; without the policy %q; stranger->metrics %q; trackers synced a new code in %s\n",
+		denied, open, reached, took.Round(10*time.Millisecond))
 }
 
 // probeImage builds test/cluster/probe into an image and loads it into the node.
@@ -122,7 +151,9 @@ spec:
 `, name, image, target)
 	_, _ = kubectlCtx(context.Background(), nil, "delete", "pod", name, "-n", system, "--ignore-not-found", "--wait=true")
 	apply(t, pod)
-	t.Cleanup(func() { _, _ = kubectlCtx(context.Background(), nil, "delete", "pod", name, "-n", system, "--ignore-not-found", "--wait=false") })
+	t.Cleanup(func() {
+		_, _ = kubectlCtx(context.Background(), nil, "delete", "pod", name, "-n", system, "--ignore-not-found", "--wait=false")
+	})
 	eventually(t, "probe pod "+name+" finished", 2*time.Minute, func() string {
 		phase := jsonpath(t, "pod", name, system, "{.status.phase}")
 		if phase != "Succeeded" && phase != "Failed" {
