@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -40,6 +41,8 @@ var (
 	env        map[string]string
 	db         *pgxpool.Pool
 	trackerURL string
+	// run tells this run's adv_order_ids from an earlier run's rows.
+	run = strconv.FormatInt(time.Now().UnixNano(), 36)
 )
 
 func TestMain(m *testing.M) {
@@ -150,7 +153,16 @@ func eventually(t *testing.T, what string, timeout time.Duration, check func() s
 	return 0
 }
 
+// fresh records the namespaces this run has made: the first use of a name
+// deletes what an earlier run left (the cluster outlives a run under
+// KEEP_CLUSTER=1 or make cluster), later uses keep it.
+var fresh sync.Map
+
 func namespace(t *testing.T, name string) {
+	t.Helper()
+	if _, seen := fresh.LoadOrStore(name, true); !seen {
+		kubectl(t, "delete", "namespace", name, "--ignore-not-found", "--wait=true", "--timeout=3m")
+	}
 	apply(t, fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata: {name: %s}\n", name))
 }
 
@@ -242,7 +254,7 @@ func TestDeployedStory(t *testing.T) {
 	apply(t, codeYAML(ns, "story22", "STORY22", "story", 11))
 	servable(t, "STORY22", 501)
 
-	r := track(t, "code", "story22", "amount", "20", "adv_order_id", "cl-story-1")
+	r := track(t, "code", "story22", "amount", "20", "adv_order_id", "cl-story-1-"+run)
 	if r.HTTPStatus != 200 || r.Status != "approved" || r.ConversionID == "" {
 		t.Fatalf("postback through the Service: %+v", r)
 	}
@@ -256,7 +268,7 @@ func TestDeployedStory(t *testing.T) {
 		t.Fatalf("row: ref %s offer %d affiliate %d amount %s source %s", ref, offer, affiliate, amount, source)
 	}
 
-	resp, err := http.Get(trackerURL + "/track/promo?code=STORY22&return=img&adv_order_id=cl-story-pixel")
+	resp, err := http.Get(trackerURL + "/track/promo?code=STORY22&return=img&adv_order_id=cl-story-pixel-" + run)
 	if err != nil {
 		t.Fatal(err)
 	}
