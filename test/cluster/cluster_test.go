@@ -385,6 +385,7 @@ type load struct {
 	mu      sync.Mutex
 	acked   map[string]string // adv_order_id -> conversion_id
 	replies map[string]int
+	stored  time.Time // when every acknowledged conversion was found as a row
 }
 
 func startLoad(name, code string, rate int) *load {
@@ -435,6 +436,7 @@ func (l *load) finish(t *testing.T, recovered string) loadgen.Result {
 		}
 		return ""
 	})
+	l.stored = time.Now()
 	refused := res.Sent - len(l.acked)
 	fmt.Printf("cluster: %s sent=%d acknowledged=%d rows=%d lost=%d refused=%d%s\n",
 		l.name, res.Sent, len(l.acked), distinct, len(ids)-distinct, refused, recovered)
@@ -524,6 +526,28 @@ func TestManagerFailover(t *testing.T) {
 	}
 }
 
+// spoolReplayed sums promo_tracker_spool_replayed_total over the tracker
+// pods, read from each pod's /metrics.
+func spoolReplayed(t *testing.T) float64 {
+	t.Helper()
+	var sum float64
+	for _, ip := range strings.Fields(kubectl(t, "get", "pods", "-n", system, "-l", "app.kubernetes.io/name=tracker", "-o", "jsonpath={.items[*].status.podIP}")) {
+		resp, err := http.Get("http://" + ip + ":8080/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "promo_tracker_spool_replayed_total "); ok {
+				n, _ := strconv.ParseFloat(v, 64)
+				sum += n
+			}
+		}
+		_ = resp.Body.Close()
+	}
+	return sum
+}
+
 func postgres(t *testing.T, verb string) {
 	t.Helper()
 	cmd := exec.Command("bash", filepath.Join(root, "hack", "cluster", "postgres.sh"), verb)
@@ -539,6 +563,7 @@ func TestPostgresOutage(t *testing.T) {
 	code := loadCode(t)
 	l := startLoad("postgres-outage", code, 200)
 	time.Sleep(3 * time.Second) // load before the fault
+	replayedBefore := spoolReplayed(t)
 	postgres(t, "stop")
 	stopped := time.Now()
 	t.Cleanup(func() { postgres(t, "start") })
@@ -558,6 +583,12 @@ func TestPostgresOutage(t *testing.T) {
 	back := time.Now()
 	time.Sleep(3 * time.Second) // load after
 	res := l.finish(t, fmt.Sprintf(" outage=%s", back.Sub(stopped).Round(100*time.Millisecond)))
+	replayed := spoolReplayed(t) - replayedBefore
+	fmt.Printf("cluster: postgres-outage spooled-and-replayed=%.0f all-rows-stored=%s after PostgreSQL returned\n",
+		replayed, l.stored.Sub(back).Round(100*time.Millisecond))
+	if replayed == 0 {
+		t.Errorf("no conversion went through the spool: the outage did not exercise the shipped configuration")
+	}
 	if len(notReady) > 0 {
 		t.Errorf("trackers not Ready during the outage: %v — a tracker that can spool must stay in the Service", notReady)
 	}
