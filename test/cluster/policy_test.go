@@ -48,6 +48,19 @@ spec:
 			t.Errorf("%d %s pods running under restricted, want 2: %v", seen[app], app, seen)
 		}
 	}
+	// Every workload has a disruption budget, and every container resource requests.
+	pdbs := kubectl(t, "get", "pdb", "-n", system, "-o", `jsonpath={range .items[*]}{.spec.selector.matchLabels.app\.kubernetes\.io/name}={.status.disruptionsAllowed} {end}`)
+	for _, app := range []string{"manager", "tracker", "portal"} {
+		if !strings.Contains(pdbs, app+"=1") {
+			t.Errorf("%s: want a PodDisruptionBudget allowing one disruption: %s", app, pdbs)
+		}
+	}
+	requests := kubectl(t, "get", "pods", "-n", system, "-o", `jsonpath={range .items[*].spec.containers[*]}{.name}:{.resources.requests.cpu}/{.resources.requests.memory} {end}`)
+	for _, c := range strings.Fields(requests) {
+		if strings.HasSuffix(c, ":/") {
+			t.Errorf("container without resource requests: %s", c)
+		}
+	}
 	fmt.Printf("cluster: pod-security enforce=restricted privileged pod refused; running under it: %v\n", seen)
 }
 
