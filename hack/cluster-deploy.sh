@@ -46,6 +46,12 @@ step "migrating the database (bin/images/bin/tracker migrate)"
 if [[ -z $(psql "$admin_url" -tAc "select 1 from pg_roles where rolname = 'promo_portal'") ]]; then
   step "creating the portal's read-only role (config/portal/readonly-role.sql)"
   psql "$admin_url" -q -v ON_ERROR_STOP=1 -v role=promo_portal -v password="$portal_pw" -f "$root/config/portal/readonly-role.sql"
+else # the role exists: make sure its password and grants are what the script would have set
+  psql "$admin_url" -q -v ON_ERROR_STOP=1 -v password="$portal_pw" <<'SQL'
+ALTER ROLE promo_portal PASSWORD :'password';
+GRANT USAGE ON SCHEMA public TO promo_portal;
+GRANT SELECT ON conversions TO promo_portal;
+SQL
 fi
 
 step "writing the local overlay .cluster/overlay"

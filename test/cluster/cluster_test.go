@@ -268,6 +268,19 @@ func TestDeployedStory(t *testing.T) {
 		t.Fatalf("row: ref %s offer %d affiliate %d amount %s source %s", ref, offer, affiliate, amount, source)
 	}
 
+	// The portal, through its Service, shows the conversion and its code.
+	req, _ := http.NewRequest(http.MethodGet, env["PORTAL_URL"]+"/api/v1/transactions?promo_code=story22", nil)
+	req.Header.Set("Authorization", "Bearer "+env["PORTAL_TOKEN"])
+	presp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pbody, _ := io.ReadAll(presp.Body)
+	_ = presp.Body.Close()
+	if presp.StatusCode != 200 || !strings.Contains(string(pbody), r.ConversionID) || !strings.Contains(string(pbody), "STORY22") {
+		t.Fatalf("portal transactions: %d %s", presp.StatusCode, pbody)
+	}
+
 	resp, err := http.Get(trackerURL + "/track/promo?code=STORY22&return=img&adv_order_id=cl-story-pixel-" + run)
 	if err != nil {
 		t.Fatal(err)
