@@ -95,6 +95,9 @@ ip link show "$VETH_HOST" >/dev/null 2>&1 && ip link del "$VETH_HOST" 2>/dev/nul
 for r in "$SVC_CIDR" "$POD_CIDR"; do ip route show "$r" | grep -q . && ip route del "$r" 2>/dev/null || true; done
 
 HS="$S/host-state"
+# a leftover of another checkout's node: its saved host state is the one to restore
+if [[ ! -f "$HS/done" ]]; then other=$(cat "$OWNER" 2>/dev/null || true); [[ -n "$other" && -f "$other/host-state/done" ]] && cp -a "$other/host-state" "$S/"; fi
+rm -f "$OWNER"
 if [[ -f "$HS/done" ]]; then
   # /run/netns: ip netns add makes it a shared bind mount of itself
   if [[ "$(cat "$HS/run-netns-mount")" == no ]] && mountpoint -q /run/netns && [[ -z "$(ls -A /run/netns)" ]]; then

@@ -153,6 +153,26 @@ save_host_state() {
   touch "$S/host-state/done"
 }
 
+# The netns may be the leftover of a node started from another checkout (a
+# session that ended with its node up, then CI in a fresh clone): its
+# processes are gone, but only that checkout knows the host's state. Take it
+# over — or refuse while that node still runs.
+OWNER=/run/promo-cluster.owner
+adopt_netns() {
+  local other
+  other=$(cat "$OWNER" 2>/dev/null) || return 0
+  [[ "$other" == "$S" ]] && return 0
+  local h
+  h=$(cat "$other/pids/holder" 2>/dev/null || true)
+  if [[ -n "$h" && -d /proc/$h && "$(tr '\0' ' ' <"/proc/$h/cmdline" 2>/dev/null)" == "promo-node-holder infinity " ]]; then
+    die "the node of another checkout ($other) is running: stop it with its hack/cluster/down.sh first"
+  fi
+  if [[ -f "$other/host-state/done" && ! -f "$S/host-state/done" ]]; then
+    warn "taking over the leftover node of $other (its saved host state included)"
+    mkdir -p "$S"; cp -a "$other/host-state" "$S/"
+  fi
+}
+
 # net_up: the network namespace, the veth pair and the routes (idempotent).
 # Nothing is routed anywhere but between the host and the namespace.
 net_up() {
@@ -160,7 +180,10 @@ net_up() {
     save_host_state
     rm -f "/run/netns/$NS" # a leftover of a reboot, not a namespace
     ip netns add "$NS"
+  else
+    adopt_netns
   fi
+  echo "$S" >"$OWNER"
   if ! ip link show "$VETH_HOST" >/dev/null 2>&1; then
     ip link add "$VETH_HOST" type veth peer name "$VETH_NS" netns "$NS"
   fi
