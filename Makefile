@@ -128,6 +128,10 @@ cluster: images ## Start a real single-node Kubernetes here, deploy config/defau
 cluster-down: ## Remove everything make cluster created and restore the host.
 	@bash hack/cluster/down.sh
 
+.PHONY: cluster-selftest
+cluster-selftest: ## The bare node alone: up, Services, DNS, NetworkPolicy, webhook path, down, and a diff of the host before/after (node must be down).
+	@bash hack/cluster/selftest.sh
+
 .PHONY: install
 install: manifests $(KUSTOMIZE) ## Install CRDs into the current kube context.
 	$(KUSTOMIZE) build config/crd | $(KUBECTL) apply -f -
