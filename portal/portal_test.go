@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,6 +28,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -70,6 +72,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+var testScheme = sync.OnceValues(func() (*k8sruntime.Scheme, error) {
+	s := k8sruntime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	return s, trackingv1alpha1.AddToScheme(s)
+})
+
 // fixture is a portal over a fresh, migrated database and the shared API server.
 type fixture struct {
 	url  string
@@ -95,8 +105,10 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 
-	scheme := clientgoscheme.Scheme
-	if err := trackingv1alpha1.AddToScheme(scheme); err != nil {
+	// One scheme, built once: registering types again while an earlier
+	// fixture's cache still reads the scheme is a data race.
+	scheme, err := testScheme()
+	if err != nil {
 		t.Fatal(err)
 	}
 	kube, err := client.New(restCfg, client.Options{Scheme: scheme})

@@ -8,7 +8,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -243,7 +242,7 @@ func (s *Server) streamCSV(w http.ResponseWriter, r *http.Request, f TxFilter) {
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.Header().Set("Content-Disposition", `attachment; filename="transactions.csv"`)
 	rc := http.NewResponseController(w)
-	cw := csv.NewWriter(w)
+	cw := newCSVWriter(w, numericColumns)
 	_ = cw.Write(Columns)
 	var rec []string
 	n := 0
@@ -254,8 +253,7 @@ func (s *Server) streamCSV(w http.ResponseWriter, r *http.Request, f TxFilter) {
 		}
 		n++
 		if n%1000 == 0 {
-			cw.Flush()
-			if err := cw.Error(); err != nil {
+			if err := cw.Flush(); err != nil {
 				return err
 			}
 			_ = rc.SetWriteDeadline(time.Now().Add(60 * time.Second))
@@ -266,7 +264,7 @@ func (s *Server) streamCSV(w http.ResponseWriter, r *http.Request, f TxFilter) {
 	s.csvRows.Add(float64(n))
 	switch {
 	case err == nil:
-		cw.Flush()
+		_ = cw.Flush()
 	case n == 0:
 		// Nothing has reached the client yet: answer with a proper error.
 		s.log.Error("CSV export failed", "err", err)

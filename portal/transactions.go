@@ -178,6 +178,20 @@ var Columns = []string{"id", "created_at", "promo_code", "promo_code_ref", "offe
 	"status", "amount", "payout", "revenue", "currency", "adv_order_id",
 	"adv_param1", "adv_param2", "adv_param3", "adv_param4", "adv_param5", "source"}
 
+// numericColumns marks the Columns we format from bigint and numeric values
+// (ids, amount, payout, revenue): not caller text, so the CSV writer does not
+// prefix a negative number (see csvWriter).
+var numericColumns = func() []bool {
+	n := make([]bool, len(Columns))
+	for i, c := range Columns {
+		switch c {
+		case "offer_id", "affiliate_id", "goal_id", "amount", "payout", "revenue":
+			n[i] = true
+		}
+	}
+	return n
+}()
+
 // Record is the transaction as a CSV row.
 func (t *Transaction) Record(buf []string) []string {
 	buf = append(buf[:0], t.ID, t.CreatedAt.UTC().Format(time.RFC3339Nano), t.PromoCode, t.PromoCodeRef,
