@@ -557,8 +557,18 @@ func TestMetricsAndProbes(t *testing.T) {
 		}
 	}
 	_, _, body := f.get(t, "/metrics")
-	if !strings.Contains(string(body), `portal_requests_total{code="200",handler="transactions"} 1`) {
+	if !strings.Contains(string(body), `promo_portal_requests_total{code="200",handler="transactions"} 1`) {
 		t.Fatalf("metrics lack the transactions request:\n%s", body)
+	}
+	// The portal's own metrics share one prefix; Go's and the process's keep theirs.
+	for _, line := range strings.Split(string(body), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name := line[:strings.IndexAny(line, "{ ")]
+		if !strings.HasPrefix(name, "promo_portal_") && !strings.HasPrefix(name, "go_") && !strings.HasPrefix(name, "process_") {
+			t.Errorf("metric %s is not under promo_portal_", name)
+		}
 	}
 	if strings.Contains(string(body), token) {
 		t.Fatal("metrics contain the token")

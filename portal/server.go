@@ -52,9 +52,9 @@ func NewServer(cfg Config, store *Store, codes *Codes, log *slog.Logger) *Server
 	}
 	s := &Server{cfg: cfg, store: store, codes: codes, log: log, Registry: prometheus.NewRegistry()}
 	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s.csvRows = prometheus.NewCounter(prometheus.CounterOpts{Name: "portal_csv_rows_total", Help: "Transactions streamed as CSV."})
-	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portal_requests_total", Help: "Requests by handler and status code."}, []string{"handler", "code"})
-	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "portal_request_duration_seconds", Help: "Time to the last byte, by handler.",
+	s.csvRows = prometheus.NewCounter(prometheus.CounterOpts{Name: "promo_portal_csv_rows_total", Help: "Transactions streamed as CSV."})
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promo_portal_requests_total", Help: "Requests by handler and status code."}, []string{"handler", "code"})
+	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "promo_portal_request_duration_seconds", Help: "Time to the last byte, by handler.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)}, []string{"handler"})
 	s.Registry.MustRegister(s.csvRows, requests, latency)
 
