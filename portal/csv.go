@@ -40,7 +40,7 @@ func (c *csvWriter) Write(record []string) error {
 			_ = c.w.WriteByte(',')
 		}
 		_ = c.w.WriteByte('"')
-		if formulaLike(cell) && !(i < len(c.numeric) && c.numeric[i] && isDecimal(cell)) {
+		if formulaLike(cell) && !c.ourNumber(i, cell) {
 			_ = c.w.WriteByte('\'')
 		}
 		for {
@@ -57,6 +57,11 @@ func (c *csvWriter) Write(record []string) error {
 	}
 	err := c.w.WriteByte('\n')
 	return err
+}
+
+// ourNumber reports whether cell, in column i, is a number we formatted.
+func (c *csvWriter) ourNumber(i int, cell string) bool {
+	return i < len(c.numeric) && c.numeric[i] && isDecimal(cell)
 }
 
 // Flush writes what is buffered to the underlying writer.
