@@ -40,6 +40,7 @@ type Server struct {
 	store    *Store
 	codes    *Codes
 	log      *slog.Logger
+	outage   *outageLog
 	Registry *prometheus.Registry
 	csvRows  prometheus.Counter
 	handler  http.Handler
@@ -50,7 +51,7 @@ func NewServer(cfg Config, store *Store, codes *Codes, log *slog.Logger) *Server
 	if cfg.QueryTimeout == 0 {
 		cfg.QueryTimeout = 10 * time.Second
 	}
-	s := &Server{cfg: cfg, store: store, codes: codes, log: log, Registry: prometheus.NewRegistry()}
+	s := &Server{cfg: cfg, store: store, codes: codes, log: log, Registry: prometheus.NewRegistry(), outage: newOutageLog(log)}
 	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.csvRows = prometheus.NewCounter(prometheus.CounterOpts{Name: "promo_portal_csv_rows_total", Help: "Transactions streamed as CSV."})
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promo_portal_requests_total", Help: "Requests by handler and status code."}, []string{"handler", "code"})
@@ -200,10 +201,11 @@ func (s *Server) affiliateCodes(w http.ResponseWriter, r *http.Request) {
 	}
 	codes, err := s.codes.List(r.Context(), CodeFilter{AffiliateID: aff, OfferID: offerID, Owned: true})
 	if err != nil {
-		s.log.Error("Listing promo codes failed", "err", err)
+		s.outage.failed("Listing promo codes failed", err)
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "promo codes cannot be read right now; retry")
 		return
 	}
+	s.outage.ok()
 	writeJSON(w, http.StatusOK, struct {
 		Items []Code `json:"items"`
 	}{codes})
@@ -227,10 +229,11 @@ func (s *Server) transactions(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	page, err := s.store.Page(ctx, f)
 	if err != nil {
-		s.log.Error("Reading transactions failed", "err", err)
+		s.outage.failed("Reading transactions failed", err)
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "transactions cannot be read right now; retry")
 		return
 	}
+	s.outage.ok()
 	writeJSON(w, http.StatusOK, page)
 }
 
@@ -264,16 +267,17 @@ func (s *Server) streamCSV(w http.ResponseWriter, r *http.Request, f TxFilter) {
 	s.csvRows.Add(float64(n))
 	switch {
 	case err == nil:
+		s.outage.ok()
 		_ = cw.Flush()
 	case n == 0:
 		// Nothing has reached the client yet: answer with a proper error.
-		s.log.Error("CSV export failed", "err", err)
+		s.outage.failed("CSV export failed", err)
 		w.Header().Del("Content-Disposition")
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "transactions cannot be read right now; retry")
 	case !errors.Is(err, context.Canceled):
 		// Rows are gone already; abort the response so the client sees an
 		// incomplete transfer, never a short file that looks whole.
-		s.log.Error("CSV export stopped", "rows", n, "err", err)
+		s.outage.failed("CSV export stopped after "+strconv.Itoa(n)+" rows", err)
 		panic(http.ErrAbortHandler)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"embed"
 	"errors"
 	"html/template"
+	"maps"
 	"net/http"
 	"net/url"
 	"time"
@@ -67,26 +68,29 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.QueryTimeout)
 	defer cancel()
 	if d.Page, err = s.store.Page(ctx, f); err != nil {
-		s.log.Error("Reading transactions failed", "err", err)
+		s.outage.failed("Reading transactions failed", err)
 		d.Error = "Transactions cannot be read right now; reload in a moment."
 		s.render(w, http.StatusServiceUnavailable, d)
 		return
 	}
 	codes, err := s.codes.List(ctx, CodeFilter{AffiliateID: f.AffiliateID, OfferID: f.OfferID, Code: f.PromoCode})
 	if err != nil {
-		s.log.Error("Listing promo codes failed", "err", err)
+		s.outage.failed("Listing promo codes failed", err)
 		d.Error = "Promo codes cannot be read right now; reload in a moment."
 	}
 	if len(codes) > maxPageCodes {
 		codes, d.CodesCut = codes[:maxPageCodes], true
 	}
 	d.Codes = codes
+	if err == nil {
+		s.outage.ok()
+	}
 
-	csv := cloneValues(kept)
+	csv := maps.Clone(kept)
 	csv.Set("format", "csv")
 	d.CSV = "/api/v1/transactions?" + csv.Encode()
 	if d.Page.NextCursor != "" {
-		next := cloneValues(kept)
+		next := maps.Clone(kept)
 		next.Set("cursor", d.Page.NextCursor)
 		d.Next = "/?" + next.Encode()
 	}
@@ -100,14 +104,6 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.render(w, http.StatusOK, d)
-}
-
-func cloneValues(v url.Values) url.Values {
-	out := url.Values{}
-	for k, vs := range v {
-		out[k] = append([]string(nil), vs...)
-	}
-	return out
 }
 
 // login exchanges the token typed into the sign-in form for a session cookie.
