@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
+	"promocodes.dev/promo-operator/internal/kube"
 	"promocodes.dev/promo-operator/internal/routing"
 )
 
@@ -39,7 +40,7 @@ func (r *OfferReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if err := r.Get(ctx, req.NamespacedName, &offer); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	v, _, err := Resolver{Reader: r.Client}.OfferVerdict(ctx, &offer)
+	v, _, err := kube.Resolver{Reader: r.Client}.OfferVerdict(ctx, &offer)
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("deciding Offer %s: %w", req.NamespacedName, err)
 	}
@@ -87,7 +88,7 @@ func (r *OfferReconciler) SetupWithManager(mgr ctrl.Manager) error {
 }
 
 func (r *OfferReconciler) offersSharingID(ctx context.Context, obj client.Object) []reconcile.Request {
-	offers, err := Resolver{Reader: r.Client}.OffersWithID(ctx, obj.(*trackingv1alpha1.Offer).Spec.ID)
+	offers, err := kube.Resolver{Reader: r.Client}.OffersWithID(ctx, obj.(*trackingv1alpha1.Offer).Spec.ID)
 	if err != nil {
 		logf.FromContext(ctx).Error(err, "Failed to list Offers sharing an id")
 		return nil
@@ -101,7 +102,7 @@ func (r *OfferReconciler) offersSharingID(ctx context.Context, obj client.Object
 
 func (r *OfferReconciler) offersUsingSecret(ctx context.Context, obj client.Object) []reconcile.Request {
 	var list trackingv1alpha1.OfferList
-	if err := r.List(ctx, &list, client.MatchingFields{IndexTokenSecret: obj.GetNamespace() + "/" + obj.GetName()}); err != nil {
+	if err := r.List(ctx, &list, client.MatchingFields{kube.IndexTokenSecret: obj.GetNamespace() + "/" + obj.GetName()}); err != nil {
 		logf.FromContext(ctx).Error(err, "Failed to list Offers using a Secret")
 		return nil
 	}

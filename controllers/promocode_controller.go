@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
+	"promocodes.dev/promo-operator/internal/kube"
 	"promocodes.dev/promo-operator/internal/routing"
 )
 
@@ -42,15 +43,16 @@ func (r *PromoCodeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if err := r.Get(ctx, req.NamespacedName, &pc); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	res := Resolver{Reader: r.Client}
+	res := kube.Resolver{Reader: r.Client}
 	group, err := res.CodeGroup(ctx, routing.Fold(pc.Spec.Code))
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if !containsCode(group, routing.RefOf(&pc)) {
+	if !containsCode(group, kube.RefOf(&pc)) {
 		group = append(group, &pc)
 	}
-	verdict := routing.ResolveCodes(group)[routing.RefOf(&pc)]
+	claim := kube.Claim(&pc)
+	verdict := routing.ResolveCodes(kube.Claims(group))[claim.Ref]
 	offer, err := r.offerState(ctx, &pc)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -59,15 +61,16 @@ func (r *PromoCodeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if r.Now != nil {
 		now = r.Now()
 	}
-	st := routing.StatusOf(&pc, verdict, offer, now)
+	st := routing.StatusOf(claim, verdict, offer, now)
 
 	before := pc.Status.DeepCopy()
-	pc.Status.State, pc.Status.OfferID, pc.Status.ObservedGeneration = st.State, st.OfferID, pc.Generation
-	for _, c := range []metav1.Condition{st.Accepted, st.Ready} {
+	state := kube.State(st.State)
+	pc.Status.State, pc.Status.OfferID, pc.Status.ObservedGeneration = state, st.OfferID, pc.Generation
+	for _, c := range []metav1.Condition{kube.Condition(st.Accepted), kube.Condition(st.Ready)} {
 		c.ObservedGeneration = pc.Generation
 		meta.SetStatusCondition(&pc.Status.Conditions, c)
 	}
-	setStalled(&pc.Status.Conditions, pc.Generation, st.Accepted.Status == metav1.ConditionFalse, st.Accepted.Reason, st.Accepted.Message)
+	setStalled(&pc.Status.Conditions, pc.Generation, st.Accepted.Status == routing.ConditionFalse, st.Accepted.Reason, st.Accepted.Message)
 	result := ctrl.Result{}
 	if !st.NextTransition.IsZero() {
 		// A little past the instant, so the clock has surely turned.
@@ -79,9 +82,9 @@ func (r *PromoCodeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if err := r.Status().Update(ctx, &pc); err != nil {
 		return ctrl.Result{}, fmt.Errorf("updating PromoCode %s status: %w", req.NamespacedName, err)
 	}
-	if before.State != st.State {
-		kind, reason, note := corev1.EventTypeNormal, "StateChanged", fmt.Sprintf("%s -> %s", orNone(before.State), st.State)
-		if st.State == trackingv1alpha1.StateRejected {
+	if before.State != state {
+		kind, reason, note := corev1.EventTypeNormal, "StateChanged", fmt.Sprintf("%s -> %s", orNone(before.State), state)
+		if state == trackingv1alpha1.StateRejected {
 			kind, reason, note = corev1.EventTypeWarning, verdict.Reason, verdict.Message
 		}
 		r.Recorder.Eventf(&pc, nil, kind, reason, "Reconcile", note)
@@ -111,22 +114,22 @@ func orNone(s trackingv1alpha1.PromoCodeState) string {
 
 func (r *PromoCodeReconciler) offerState(ctx context.Context, pc *trackingv1alpha1.PromoCode) (routing.OfferState, error) {
 	var offer trackingv1alpha1.Offer
-	if err := r.Get(ctx, routing.OfferRefOf(pc), &offer); err != nil {
+	if err := r.Get(ctx, kube.OfferKeyOf(pc), &offer); err != nil {
 		if client.IgnoreNotFound(err) == nil {
 			return routing.OfferState{}, nil
 		}
-		return routing.OfferState{}, fmt.Errorf("reading Offer %s: %w", routing.OfferRefOf(pc), err)
+		return routing.OfferState{}, fmt.Errorf("reading Offer %s: %w", kube.OfferKeyOf(pc), err)
 	}
-	v, _, err := Resolver{Reader: r.Client}.OfferVerdict(ctx, &offer)
+	v, _, err := kube.Resolver{Reader: r.Client}.OfferVerdict(ctx, &offer)
 	if err != nil {
 		return routing.OfferState{}, err
 	}
-	return routing.NewOfferState(&offer, v), nil
+	return routing.NewOfferState(kube.Offer(&offer), v), nil
 }
 
 func containsCode(codes []*trackingv1alpha1.PromoCode, ref routing.Ref) bool {
 	for _, c := range codes {
-		if routing.RefOf(c) == ref {
+		if kube.RefOf(c) == ref {
 			return true
 		}
 	}
@@ -148,7 +151,7 @@ func (r *PromoCodeReconciler) SetupWithManager(mgr ctrl.Manager) error {
 }
 
 func (r *PromoCodeReconciler) codesSharingCode(ctx context.Context, obj client.Object) []reconcile.Request {
-	group, err := Resolver{Reader: r.Client}.CodeGroup(ctx, routing.Fold(obj.(*trackingv1alpha1.PromoCode).Spec.Code))
+	group, err := kube.Resolver{Reader: r.Client}.CodeGroup(ctx, routing.Fold(obj.(*trackingv1alpha1.PromoCode).Spec.Code))
 	if err != nil {
 		logf.FromContext(ctx).Error(err, "Failed to list PromoCodes sharing a code")
 		return nil
@@ -162,7 +165,7 @@ func (r *PromoCodeReconciler) codesSharingCode(ctx context.Context, obj client.O
 
 func (r *PromoCodeReconciler) codesOfOffer(ctx context.Context, obj client.Object) []reconcile.Request {
 	var list trackingv1alpha1.PromoCodeList
-	if err := r.List(ctx, &list, client.MatchingFields{IndexOfferRef: obj.GetNamespace() + "/" + obj.GetName()}); err != nil {
+	if err := r.List(ctx, &list, client.MatchingFields{kube.IndexOfferRef: obj.GetNamespace() + "/" + obj.GetName()}); err != nil {
 		logf.FromContext(ctx).Error(err, "Failed to list PromoCodes of an Offer")
 		return nil
 	}

@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
+	"promocodes.dev/promo-operator/internal/kube"
 )
 
 var (
@@ -65,13 +66,13 @@ var _ = BeforeSuite(func() {
 		}),
 		Cache: cache.Options{
 			DefaultTransform: cache.TransformStripManagedFields(),
-			ByObject:         map[client.Object]cache.ByObject{&corev1.Secret{}: {Transform: HashSecretData}},
+			ByObject:         map[client.Object]cache.ByObject{&corev1.Secret{}: {Transform: kube.HashSecretData}},
 		},
 	})
 	Expect(err).NotTo(HaveOccurred())
 	ctx, c := context.WithCancel(context.Background())
 	cancel = c
-	Expect(SetupIndexes(ctx, mgr.GetFieldIndexer())).To(Succeed())
+	Expect(kube.SetupIndexes(ctx, mgr.GetFieldIndexer())).To(Succeed())
 	Expect((&OfferReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("offer-controller"), MaxConcurrentReconciles: 2}).SetupWithManager(mgr)).To(Succeed())
 	Expect((&PromoCodeReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("promocode-controller"), MaxConcurrentReconciles: 2}).SetupWithManager(mgr)).To(Succeed())
 	Expect(SetupWebhooks(mgr)).To(Succeed())

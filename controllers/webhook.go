@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
+	"promocodes.dev/promo-operator/internal/kube"
 	"promocodes.dev/promo-operator/internal/routing"
 )
 
@@ -44,11 +45,11 @@ func now(f func() time.Time) time.Time {
 
 // ValidateCreate refuses a code held by another affiliate or already on the offer.
 func (v *PromoCodeValidator) ValidateCreate(ctx context.Context, pc *trackingv1alpha1.PromoCode) (admission.Warnings, error) {
-	group, err := Resolver{Reader: v.Reader}.CodeGroup(ctx, routing.Fold(pc.Spec.Code))
+	group, err := kube.Resolver{Reader: v.Reader}.CodeGroup(ctx, routing.Fold(pc.Spec.Code))
 	if err != nil {
 		return nil, err
 	}
-	if verdict, rejected := routing.WouldReject(group, pc, now(v.Now)); rejected {
+	if verdict, rejected := routing.WouldReject(kube.Claims(group), kube.Claim(pc), now(v.Now)); rejected {
 		return nil, errors.New(verdict.Message)
 	}
 	return nil, nil
@@ -73,7 +74,7 @@ type OfferValidator struct {
 var _ admission.Validator[*trackingv1alpha1.Offer] = &OfferValidator{}
 
 func (v *OfferValidator) check(ctx context.Context, o *trackingv1alpha1.Offer) error {
-	same, err := Resolver{Reader: v.Reader}.OffersWithID(ctx, o.Spec.ID)
+	same, err := kube.Resolver{Reader: v.Reader}.OffersWithID(ctx, o.Spec.ID)
 	if err != nil {
 		return err
 	}
@@ -83,11 +84,11 @@ func (v *OfferValidator) check(ctx context.Context, o *trackingv1alpha1.Offer) e
 	}
 	others := make([]*trackingv1alpha1.Offer, 0, len(same)+1)
 	for _, s := range same {
-		if routing.RefOf(s) != routing.RefOf(c) {
+		if kube.RefOf(s) != kube.RefOf(c) {
 			others = append(others, s)
 		}
 	}
-	if verdict := routing.ResolveOfferIDs(append(others, c))[routing.RefOf(c)]; verdict.Reason == routing.ReasonDuplicateOfferID {
+	if verdict := routing.ResolveOfferIDs(kube.Offers(append(others, c)))[kube.RefOf(c)]; verdict.Reason == routing.ReasonDuplicateOfferID {
 		return errors.New(verdict.Message)
 	}
 	return nil

@@ -23,6 +23,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
+	"promocodes.dev/promo-operator/internal/kube"
 	"promocodes.dev/promo-operator/internal/routing"
 	"promocodes.dev/promo-operator/internal/testutil/pgtest"
 )
@@ -75,14 +76,14 @@ func testTable() *routing.Table {
 	future.Spec.StartDate = &metav1.Time{Time: time.Now().Add(24 * time.Hour)}
 	hash := sha256.Sum256([]byte("s3cret"))
 	return routing.NewTable(routing.Compile("test-1",
-		[]*trackingv1alpha1.Offer{testOffer("summer", 7, true, created), testOffer("winter", 8, true, created), testOffer("off", 10, false, created), vip},
-		[]*trackingv1alpha1.PromoCode{
+		kube.Offers([]*trackingv1alpha1.Offer{testOffer("summer", 7, true, created), testOffer("winter", 8, true, created), testOffer("off", 10, false, created), vip}),
+		kube.Claims([]*trackingv1alpha1.PromoCode{
 			testCode("promo22-summer", "PROMO22", "summer", 42, created),
 			testCode("promo22-winter", "promo22", "winter", 42, created.Add(time.Minute)),
 			future,
 			testCode("offcode", "OFF1", "off", 42, created),
 			testCode("vip10", "VIP10", "vip", 7, created),
-		},
+		}),
 		map[routing.Ref][]byte{{Namespace: "shop", Name: "vip"}: hash[:]}))
 }
 

@@ -38,6 +38,7 @@ import (
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
 	"promocodes.dev/promo-operator/controllers"
 	"promocodes.dev/promo-operator/internal/certs"
+	"promocodes.dev/promo-operator/internal/kube"
 	"promocodes.dev/promo-operator/internal/routeserver"
 )
 
@@ -159,7 +160,7 @@ func run(ctx context.Context, cfg *rest.Config, o options, draining *atomic.Bool
 		WebhookServer:                 webhookServer, // its Start waits for the certificate
 		Cache: cache.Options{
 			DefaultTransform: cache.TransformStripManagedFields(),
-			ByObject:         map[client.Object]cache.ByObject{&corev1.Secret{}: {Transform: controllers.HashSecretData}},
+			ByObject:         map[client.Object]cache.ByObject{&corev1.Secret{}: {Transform: kube.HashSecretData}},
 		},
 	})
 	if err != nil {
@@ -223,7 +224,7 @@ func run(ctx context.Context, cfg *rest.Config, o options, draining *atomic.Bool
 }
 
 func setupControllers(ctx context.Context, mgr ctrl.Manager, concurrency int) error {
-	if err := controllers.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
+	if err := kube.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
 	if err := (&controllers.OfferReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("offer-controller"),

@@ -21,7 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"promocodes.dev/promo-operator/tracker"
-	"promocodes.dev/promo-operator/tracker/sync"
+	"promocodes.dev/promo-operator/tracker/routesync"
 )
 
 func main() {
@@ -82,7 +82,7 @@ func serve(args []string, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		c := &sync.Client{URL: *routeServer, Token: token, SnapshotFile: cfg.SnapshotFile, Log: log, Registerer: srv.Registry}
+		c := &routesync.Client{URL: *routeServer, Token: token, SnapshotFile: cfg.SnapshotFile, Log: log, Registerer: srv.Registry}
 		syncer = c.Run
 	}
 	if *debugListen != "" {

@@ -21,6 +21,7 @@ import (
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
 	"promocodes.dev/promo-operator/internal/devstack"
+	"promocodes.dev/promo-operator/internal/kube"
 	"promocodes.dev/promo-operator/internal/loadgen"
 	"promocodes.dev/promo-operator/internal/routing"
 )
@@ -113,7 +114,7 @@ func snapshotFile(path string, n int) ([]string, error) {
 			Spec:       trackingv1alpha1.PromoCodeSpec{Code: c, OfferRef: trackingv1alpha1.LocalOfferReference{Name: fmt.Sprintf("offer%d", i%1000)}, AffiliateID: int64(i%5000 + 1)},
 		})
 	}
-	b, err := json.Marshal(routing.Compile("bench-1", offers, codes, nil))
+	b, err := json.Marshal(routing.Compile("bench-1", kube.Offers(offers), kube.Claims(codes), nil))
 	if err != nil {
 		return nil, err
 	}

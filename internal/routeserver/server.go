@@ -29,17 +29,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
-	"promocodes.dev/promo-operator/controllers"
+	"promocodes.dev/promo-operator/internal/kube"
 	"promocodes.dev/promo-operator/internal/routing"
 )
 
-// Message is one line of the stream; tracker/sync decodes the same shape.
-type Message struct {
-	Type     string            `json:"type"` // snapshot, delta, heartbeat
-	Version  string            `json:"version,omitempty"`
-	Snapshot *routing.Snapshot `json:"snapshot,omitempty"`
-	Delta    *routing.Delta    `json:"delta,omitempty"`
-}
+// Message is one line of the stream, the wire type the trackers' sync client
+// decodes too.
+type Message = routing.Message
 
 // Server serves the routing table. It is a manager.Runnable that runs on
 // every replica (NeedLeaderElection is false).
@@ -163,24 +159,21 @@ func (s *Server) build(ctx context.Context) error {
 	if err := s.Cache.List(ctx, &codes); err != nil {
 		return err
 	}
-	res := controllers.Resolver{Reader: s.Cache}
 	op := make([]*trackingv1alpha1.Offer, len(offers.Items))
-	tokens := map[routing.Ref][]byte{}
 	for i := range offers.Items {
 		op[i] = &offers.Items[i]
-		if h, found, err := res.TokenHash(ctx, op[i]); err != nil {
-			return err
-		} else if found {
-			tokens[routing.RefOf(op[i])] = h
-		}
 	}
-	cp := make([]*trackingv1alpha1.PromoCode, len(codes.Items))
+	tokens, err := kube.Resolver{Reader: s.Cache}.Tokens(ctx, op)
+	if err != nil {
+		return err
+	}
+	claims := make([]*routing.Claim, len(codes.Items))
 	for i := range codes.Items {
-		cp[i] = &codes.Items[i]
+		claims[i] = kube.Claim(&codes.Items[i])
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.table = routing.NewTable(routing.Compile(s.nextVersion(), op, cp, tokens))
+	s.table = routing.NewTable(routing.Compile(s.nextVersion(), kube.Offers(op), claims, tokens))
 	s.metrics.observe(s.table)
 	return nil
 }
@@ -206,7 +199,7 @@ func (s *Server) watch(ctx context.Context) error {
 	}
 	onOffer := func(obj any) {
 		if o, ok := unwrap(obj).(*trackingv1alpha1.Offer); ok {
-			s.mark(func(d *dirtySet) { d.offerIDs[o.Spec.ID] = struct{}{}; d.offers[routing.RefOf(o)] = struct{}{} })
+			s.mark(func(d *dirtySet) { d.offerIDs[o.Spec.ID] = struct{}{}; d.offers[kube.RefOf(o)] = struct{}{} })
 		}
 	}
 	onSecret := func(obj any) {
@@ -215,7 +208,7 @@ func (s *Server) watch(ctx context.Context) error {
 			return
 		}
 		var list trackingv1alpha1.OfferList
-		if err := s.Cache.List(ctx, &list, client.MatchingFields{controllers.IndexTokenSecret: sec.Namespace + "/" + sec.Name}); err != nil {
+		if err := s.Cache.List(ctx, &list, client.MatchingFields{kube.IndexTokenSecret: sec.Namespace + "/" + sec.Name}); err != nil {
 			s.Log.Error(err, "Failed to list Offers using a Secret")
 			return
 		}
@@ -354,36 +347,34 @@ func (s *Server) flush(ctx context.Context) (published bool, err error) {
 
 func (s *Server) compile(ctx context.Context, d dirtySet) (routing.Delta, error) {
 	var delta routing.Delta
-	res := controllers.Resolver{Reader: s.Cache}
+	res := kube.Resolver{Reader: s.Cache}
 	for folded := range d.codes {
 		group, err := res.CodeGroup(ctx, folded)
 		if err != nil {
 			return delta, err
 		}
-		delta.Codes = append(delta.Codes, routing.CompileGroup(folded, group))
+		delta.Codes = append(delta.Codes, routing.CompileGroup(folded, kube.Claims(group)))
 	}
 	upserted := map[string]bool{}
+	var losers []string
 	for id := range d.offerIDs {
 		same, err := res.OffersWithID(ctx, id)
 		if err != nil {
 			return delta, err
 		}
-		verdicts := routing.ResolveOfferIDs(same)
-		for _, o := range same {
-			v := verdicts[routing.RefOf(o)]
-			if v.Reason == routing.ReasonDuplicateOfferID || v.Reason == routing.ReasonInvalidSpec {
-				continue // routes nothing: deleted below
-			}
-			hash, found, err := res.TokenHash(ctx, o)
-			if err != nil {
-				return delta, err
-			}
-			co, err := routing.CompileOffer(o, routing.WithToken(v, o, found), hash)
-			if err != nil {
-				continue
-			}
+		tokens, err := res.Tokens(ctx, same)
+		if err != nil {
+			return delta, err
+		}
+		// The offer chain; duplicates and invalid specs route nothing and
+		// are deleted below.
+		compiled, _ := routing.CompileOffers(kube.Offers(same), tokens)
+		for _, co := range compiled {
 			delta.Offers = append(delta.Offers, co)
 			upserted[co.Ref] = true
+		}
+		for _, o := range same {
+			losers = append(losers, kube.RefOf(o).String())
 		}
 	}
 	for ref := range d.offers {
@@ -393,12 +384,9 @@ func (s *Server) compile(ctx context.Context, d dirtySet) (routing.Delta, error)
 	}
 	// An offer both deleted (by ref) and upserted cannot happen: refs are
 	// deleted only when not upserted. Losers of an id are deleted too.
-	for id := range d.offerIDs {
-		same, _ := res.OffersWithID(ctx, id)
-		for _, o := range same {
-			if r := routing.RefOf(o).String(); !upserted[r] && !contains(delta.DeletedOffers, r) {
-				delta.DeletedOffers = append(delta.DeletedOffers, r)
-			}
+	for _, r := range losers {
+		if !upserted[r] && !contains(delta.DeletedOffers, r) {
+			delta.DeletedOffers = append(delta.DeletedOffers, r)
 		}
 	}
 	return delta, nil

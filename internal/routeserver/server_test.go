@@ -27,7 +27,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
-	"promocodes.dev/promo-operator/controllers"
+	"promocodes.dev/promo-operator/internal/kube"
 	"promocodes.dev/promo-operator/internal/routing"
 )
 
@@ -60,7 +60,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{&corev1.Secret{}: {Transform: controllers.HashSecretData}}}})
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{&corev1.Secret{}: {Transform: kube.HashSecretData}}}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -68,7 +68,7 @@ func run(m *testing.M) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	mgrCache, mgrCtx = mgr.GetCache(), ctx
-	if err := controllers.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
+	if err := kube.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -5,15 +5,78 @@ import (
 	"fmt"
 	"slices"
 	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-
-	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
 )
 
 // Ref names an object: namespace/name.
-type Ref = types.NamespacedName
+type Ref struct {
+	Namespace string
+	Name      string
+}
+
+// String returns "namespace/name".
+func (r Ref) String() string { return r.Namespace + "/" + r.Name }
+
+// Rank orders claims and offers: creation time, then namespace/name, then the
+// position of an entry inside its object (0 for kinds that hold one code). It
+// is the deterministic order of SPEC §2 rule 4 and of Offer id conflicts.
+type Rank struct {
+	Created  time.Time
+	Ref      Ref
+	Position int
+}
+
+// Compare orders a before b when a is older.
+func (a Rank) Compare(b Rank) int {
+	if c := a.Created.Compare(b.Created); c != 0 {
+		return c
+	}
+	return cmp.Or(cmp.Compare(a.Ref.Namespace, b.Ref.Namespace), cmp.Compare(a.Ref.Name, b.Ref.Name),
+		cmp.Compare(a.Position, b.Position))
+}
+
+// Claim is one object's claim on a promo code, whatever kind declares it
+// (a PromoCode today; an entry of a set tomorrow). Adapters build claims.
+type Claim struct {
+	Folded      string // Fold(Code)
+	Code        string // as written
+	Ref         Ref    // the claiming object
+	OfferRef    Ref
+	AffiliateID int64
+	Rank        Rank
+	Start, End  time.Time // zero: unbounded
+	Description string
+}
+
+// Money is an amount as declared: exactly one of Fixed or Percent.
+type Money struct {
+	Fixed, Percent *string
+}
+
+// GoalSpec is a goal as declared.
+type GoalSpec struct {
+	ID              int64
+	Alias           string
+	Status          string // empty: approved
+	Default         bool
+	Payout, Revenue Money
+}
+
+// TokenRef names the Secret key holding an offer's postback token.
+type TokenRef struct {
+	Name, Key string
+}
+
+// OfferSpec is an offer as declared, whatever kind declares it.
+type OfferSpec struct {
+	Ref               Ref
+	Rank              Rank
+	ID                int64
+	Title             string
+	Currency          string
+	PromoCodesEnabled bool
+	Token             *TokenRef // nil: no token required
+	Goals             []GoalSpec
+}
 
 // Condition reasons written by the controllers.
 const (
@@ -31,6 +94,34 @@ const (
 	ReasonPromoCodesDisabled          = "PromoCodesDisabled"
 )
 
+// Condition types and states of a claim (the API's values).
+const (
+	ConditionReady    = "Ready"
+	ConditionAccepted = "Accepted"
+
+	ConditionTrue  = "True"
+	ConditionFalse = "False"
+)
+
+// State is a claim's lifecycle state.
+type State string
+
+const (
+	StateActive    State = "Active"
+	StateScheduled State = "Scheduled"
+	StateExpired   State = "Expired"
+	StateRejected  State = "Rejected"
+	StateInactive  State = "Inactive"
+)
+
+// Condition is a status condition, neutral of any API machinery.
+type Condition struct {
+	Type    string
+	Status  string // ConditionTrue or ConditionFalse
+	Reason  string
+	Message string
+}
+
 // OfferVerdict is the decision about one Offer.
 type OfferVerdict struct {
 	Ready   bool
@@ -38,8 +129,8 @@ type OfferVerdict struct {
 	Message string
 }
 
-// CodeVerdict is the decision about one PromoCode's claim on its code (the
-// Accepted condition). Holder names the PromoCode that beat it, if any.
+// CodeVerdict is the decision about one claim on its code (the Accepted
+// condition). Holder names the object that beat it, if any.
 type CodeVerdict struct {
 	Accepted bool
 	Reason   string
@@ -47,116 +138,118 @@ type CodeVerdict struct {
 	Holder   Ref
 }
 
-// RefOf returns the namespace/name of an object.
-func RefOf(o metav1.Object) Ref {
-	return Ref{Namespace: o.GetNamespace(), Name: o.GetName()}
+// SortClaims sorts claims oldest first, the order of SPEC §2 rule 4.
+func SortClaims(claims []*Claim) {
+	slices.SortFunc(claims, func(a, b *Claim) int { return a.Rank.Compare(b.Rank) })
 }
 
-// OfferRefOf returns the namespace/name of the Offer a PromoCode points at.
-func OfferRefOf(pc *trackingv1alpha1.PromoCode) Ref {
-	return Ref{Namespace: pc.Namespace, Name: pc.Spec.OfferRef.Name}
+// resolved is an Offer that went through id resolution: its verdict and, when
+// it owns its id and is valid, its compiled goals.
+type resolved struct {
+	spec    *OfferSpec
+	verdict OfferVerdict
+	goals   []Goal
 }
 
-// olderFirst orders objects by (creationTimestamp, namespace, name): the
-// deterministic order of SPEC §2 rule 4 and of Offer id conflicts.
-func olderFirst(a, b metav1.Object) int {
-	if c := a.GetCreationTimestamp().Compare(b.GetCreationTimestamp().Time); c != 0 {
-		return c
+// resolveOffers is the first half of the offer chain: id resolution (oldest
+// first), then goal compilation of the owners; a compile error is the
+// InvalidSpec verdict, never dropped.
+func resolveOffers(offers []*OfferSpec) []resolved {
+	sorted := slices.Clone(offers)
+	slices.SortFunc(sorted, func(a, b *OfferSpec) int { return a.Rank.Compare(b.Rank) })
+	owner := make(map[int64]*OfferSpec, len(sorted))
+	out := make([]resolved, 0, len(sorted))
+	for _, o := range sorted {
+		if w, taken := owner[o.ID]; taken {
+			out = append(out, resolved{spec: o, verdict: OfferVerdict{Reason: ReasonDuplicateOfferID, Message: fmt.Sprintf(
+				"offer id %d is already used by Offer %s; choose another spec.id", o.ID, w.Ref)}})
+			continue
+		}
+		owner[o.ID] = o
+		goals, err := compileGoals(o)
+		if err != nil {
+			out = append(out, resolved{spec: o, verdict: OfferVerdict{Reason: ReasonInvalidSpec, Message: err.Error()}})
+			continue
+		}
+		out = append(out, resolved{spec: o, goals: goals,
+			verdict: OfferVerdict{Ready: true, Reason: ReasonValid, Message: "Offer is valid and routed"}})
 	}
-	return cmp.Or(cmp.Compare(a.GetNamespace(), b.GetNamespace()), cmp.Compare(a.GetName(), b.GetName()))
-}
-
-// SortPromoCodes sorts PromoCodes oldest first, the order of SPEC §2 rule 4.
-func SortPromoCodes(codes []*trackingv1alpha1.PromoCode) {
-	slices.SortFunc(codes, func(a, b *trackingv1alpha1.PromoCode) int { return olderFirst(a, b) })
+	return out
 }
 
 // ResolveOfferIDs decides which Offers own their spec.id. Offers sharing an id
 // are ordered oldest first; the first wins, the others are DuplicateOfferID.
 // Pass every Offer that shares an id with the ones you care about.
-func ResolveOfferIDs(offers []*trackingv1alpha1.Offer) map[Ref]OfferVerdict {
-	sorted := slices.Clone(offers)
-	slices.SortFunc(sorted, func(a, b *trackingv1alpha1.Offer) int { return olderFirst(a, b) })
-	owner := make(map[int64]*trackingv1alpha1.Offer, len(sorted))
-	out := make(map[Ref]OfferVerdict, len(sorted))
-	for _, o := range sorted {
-		if w, taken := owner[o.Spec.ID]; taken {
-			out[RefOf(o)] = OfferVerdict{Reason: ReasonDuplicateOfferID, Message: fmt.Sprintf(
-				"offer id %d is already used by Offer %s/%s; choose another spec.id", o.Spec.ID, w.Namespace, w.Name)}
-			continue
-		}
-		owner[o.Spec.ID] = o
-		if _, err := compileGoals(o); err != nil {
-			out[RefOf(o)] = OfferVerdict{Reason: ReasonInvalidSpec, Message: err.Error()}
-			continue
-		}
-		out[RefOf(o)] = OfferVerdict{Ready: true, Reason: ReasonValid, Message: "Offer is valid and routed"}
+func ResolveOfferIDs(offers []*OfferSpec) map[Ref]OfferVerdict {
+	out := make(map[Ref]OfferVerdict, len(offers))
+	for _, r := range resolveOffers(offers) {
+		out[r.spec.Ref] = r.verdict
 	}
 	return out
 }
 
 // WithToken refines an id verdict with the state of the offer's token secret:
 // an Offer whose tokenSecretRef cannot be read is not Ready.
-func WithToken(v OfferVerdict, o *trackingv1alpha1.Offer, tokenFound bool) OfferVerdict {
-	ref := o.Spec.Tracking.TokenSecretRef
+func WithToken(v OfferVerdict, o *OfferSpec, tokenFound bool) OfferVerdict {
+	ref := o.Token
 	if !v.Ready || ref == nil || tokenFound {
 		return v
 	}
 	return OfferVerdict{Reason: ReasonTokenSecretMissing, Message: fmt.Sprintf(
-		"Secret %s/%s has no key %q; create it or fix spec.tracking.tokenSecretRef", o.Namespace, ref.Name, ref.Key)}
+		"Secret %s/%s has no key %q; create it or fix spec.tracking.tokenSecretRef", o.Ref.Namespace, ref.Name, ref.Key)}
 }
 
-// ResolveCodes applies SPEC §2 rule 4 to PromoCodes that share one folded code
+// ResolveCodes applies SPEC §2 rule 4 to claims that share one folded code
 // (pass all of them). Oldest first: the first fixes the owning affiliate; a
 // later one of another affiliate is CodeOwnedByAnotherAffiliate; a later one
 // on an Offer already holding the code is DuplicateCode.
-func ResolveCodes(codes []*trackingv1alpha1.PromoCode) map[Ref]CodeVerdict {
-	sorted := slices.Clone(codes)
-	SortPromoCodes(sorted)
+func ResolveCodes(claims []*Claim) map[Ref]CodeVerdict {
+	sorted := slices.Clone(claims)
+	SortClaims(sorted)
 	out := make(map[Ref]CodeVerdict, len(sorted))
-	var owner *trackingv1alpha1.PromoCode
-	holders := make(map[Ref]*trackingv1alpha1.PromoCode, len(sorted))
-	for _, pc := range sorted {
-		switch h, onOffer := holders[OfferRefOf(pc)]; {
-		case owner != nil && pc.Spec.AffiliateID != owner.Spec.AffiliateID:
-			out[RefOf(pc)] = CodeVerdict{Reason: ReasonCodeOwnedByAnotherAffiliate, Holder: RefOf(owner), Message: fmt.Sprintf(
-				"code %q belongs to affiliate %d (PromoCode %s/%s); choose another code",
-				pc.Spec.Code, owner.Spec.AffiliateID, owner.Namespace, owner.Name)}
+	var owner *Claim
+	holders := make(map[Ref]*Claim, len(sorted))
+	for _, c := range sorted {
+		switch h, onOffer := holders[c.OfferRef]; {
+		case owner != nil && c.AffiliateID != owner.AffiliateID:
+			out[c.Ref] = CodeVerdict{Reason: ReasonCodeOwnedByAnotherAffiliate, Holder: owner.Ref, Message: fmt.Sprintf(
+				"code %q belongs to affiliate %d (PromoCode %s); choose another code",
+				c.Code, owner.AffiliateID, owner.Ref)}
 		case onOffer:
-			out[RefOf(pc)] = CodeVerdict{Reason: ReasonDuplicateCode, Holder: RefOf(h), Message: fmt.Sprintf(
-				"code %q is already on Offer %s (PromoCode %s/%s, affiliate %d); a code can be used once per offer",
-				pc.Spec.Code, pc.Spec.OfferRef.Name, h.Namespace, h.Name, h.Spec.AffiliateID)}
+			out[c.Ref] = CodeVerdict{Reason: ReasonDuplicateCode, Holder: h.Ref, Message: fmt.Sprintf(
+				"code %q is already on Offer %s (PromoCode %s, affiliate %d); a code can be used once per offer",
+				c.Code, c.OfferRef.Name, h.Ref, h.AffiliateID)}
 		default:
 			if owner == nil {
-				owner = pc
+				owner = c
 			}
-			holders[OfferRefOf(pc)] = pc
-			out[RefOf(pc)] = CodeVerdict{Accepted: true, Reason: ReasonCodeAccepted, Message: fmt.Sprintf(
-				"code %q is held by affiliate %d on Offer %s", pc.Spec.Code, pc.Spec.AffiliateID, pc.Spec.OfferRef.Name)}
+			holders[c.OfferRef] = c
+			out[c.Ref] = CodeVerdict{Accepted: true, Reason: ReasonCodeAccepted, Message: fmt.Sprintf(
+				"code %q is held by affiliate %d on Offer %s", c.Code, c.AffiliateID, c.OfferRef.Name)}
 		}
 	}
 	return out
 }
 
-// WouldReject asks whether candidate, added to the PromoCodes that already
-// share its folded code, would lose the resolution — the admission webhook's
-// question. A candidate without a creationTimestamp is taken as created now.
-func WouldReject(existing []*trackingv1alpha1.PromoCode, candidate *trackingv1alpha1.PromoCode, now time.Time) (CodeVerdict, bool) {
-	c := candidate.DeepCopy()
-	if c.CreationTimestamp.IsZero() {
-		c.CreationTimestamp = metav1.NewTime(now)
+// WouldReject asks whether candidate, added to the claims that already share
+// its folded code, would lose the resolution — the admission webhook's
+// question. A candidate without a creation time is taken as created now.
+func WouldReject(existing []*Claim, candidate *Claim, now time.Time) (CodeVerdict, bool) {
+	c := *candidate
+	if c.Rank.Created.IsZero() {
+		c.Rank.Created = now
 	}
-	group := make([]*trackingv1alpha1.PromoCode, 0, len(existing)+1)
-	for _, pc := range existing {
-		if RefOf(pc) != RefOf(c) {
-			group = append(group, pc)
+	group := make([]*Claim, 0, len(existing)+1)
+	for _, e := range existing {
+		if e.Ref != c.Ref {
+			group = append(group, e)
 		}
 	}
-	v := ResolveCodes(append(group, c))[RefOf(c)]
+	v := ResolveCodes(append(group, &c))[c.Ref]
 	return v, !v.Accepted
 }
 
-// OfferState is what a PromoCode's status needs to know about its Offer.
+// OfferState is what a claim's status needs to know about its Offer.
 type OfferState struct {
 	Exists  bool
 	ID      int64
@@ -165,76 +258,63 @@ type OfferState struct {
 }
 
 // NewOfferState summarizes an Offer (nil when missing) and its verdict.
-func NewOfferState(o *trackingv1alpha1.Offer, v OfferVerdict) OfferState {
+func NewOfferState(o *OfferSpec, v OfferVerdict) OfferState {
 	if o == nil {
 		return OfferState{}
 	}
-	return OfferState{Exists: true, ID: o.Spec.ID, Ready: v.Ready, Enabled: o.Spec.Tracking.PromoCodes.Enabled}
+	return OfferState{Exists: true, ID: o.ID, Ready: v.Ready, Enabled: o.PromoCodesEnabled}
 }
 
-// CodeStatus is the status the PromoCode controller writes.
+// CodeStatus is the status the controller of a claim writes.
 type CodeStatus struct {
-	State    trackingv1alpha1.PromoCodeState
+	State    State
 	OfferID  int64
-	Accepted metav1.Condition
-	Ready    metav1.Condition
+	Accepted Condition
+	Ready    Condition
 	// NextTransition is when State changes by the clock alone (startDate or
 	// endDate ahead); zero when it never does.
 	NextTransition time.Time
 }
 
-// StatusOf computes a PromoCode's state and conditions at instant now.
-func StatusOf(pc *trackingv1alpha1.PromoCode, v CodeVerdict, offer OfferState, now time.Time) CodeStatus {
+// StatusOf computes a claim's state and conditions at instant now.
+func StatusOf(c *Claim, v CodeVerdict, offer OfferState, now time.Time) CodeStatus {
 	s := CodeStatus{OfferID: offer.ID}
-	s.Accepted = condition(trackingv1alpha1.ConditionAccepted, v.Accepted, v.Reason, v.Message)
+	s.Accepted = condition(ConditionAccepted, v.Accepted, v.Reason, v.Message)
 	switch {
 	case !v.Accepted:
-		s.State = trackingv1alpha1.StateRejected
-		s.Ready = condition(trackingv1alpha1.ConditionReady, false, ReasonNotAccepted, "the code is not accepted: "+v.Message)
+		s.State = StateRejected
+		s.Ready = condition(ConditionReady, false, ReasonNotAccepted, "the code is not accepted: "+v.Message)
 		return s
 	case !offer.Exists:
-		s.State = trackingv1alpha1.StateInactive
-		s.Ready = condition(trackingv1alpha1.ConditionReady, false, ReasonOfferNotFound,
-			fmt.Sprintf("Offer %s/%s not found", pc.Namespace, pc.Spec.OfferRef.Name))
+		s.State = StateInactive
+		s.Ready = condition(ConditionReady, false, ReasonOfferNotFound, fmt.Sprintf("Offer %s not found", c.OfferRef))
 		return s
 	case !offer.Ready:
-		s.State = trackingv1alpha1.StateInactive
-		s.Ready = condition(trackingv1alpha1.ConditionReady, false, ReasonOfferNotReady,
-			fmt.Sprintf("Offer %s/%s is not Ready", pc.Namespace, pc.Spec.OfferRef.Name))
+		s.State = StateInactive
+		s.Ready = condition(ConditionReady, false, ReasonOfferNotReady, fmt.Sprintf("Offer %s is not Ready", c.OfferRef))
 		return s
 	case !offer.Enabled:
-		s.State = trackingv1alpha1.StateInactive
-		s.Ready = condition(trackingv1alpha1.ConditionReady, false, ReasonPromoCodesDisabled,
-			fmt.Sprintf("promo codes are disabled on Offer %s/%s (spec.tracking.promoCodes.enabled)", pc.Namespace, pc.Spec.OfferRef.Name))
+		s.State = StateInactive
+		s.Ready = condition(ConditionReady, false, ReasonPromoCodesDisabled,
+			fmt.Sprintf("promo codes are disabled on Offer %s (spec.tracking.promoCodes.enabled)", c.OfferRef))
 		return s
 	}
-	s.Ready = condition(trackingv1alpha1.ConditionReady, true, ReasonRouted, "the code is routed by trackers")
-	start, end := window(pc)
+	s.Ready = condition(ConditionReady, true, ReasonRouted, "the code is routed by trackers")
 	switch {
-	case !start.IsZero() && now.Before(start):
-		s.State, s.NextTransition = trackingv1alpha1.StateScheduled, start
-	case !end.IsZero() && !now.Before(end):
-		s.State = trackingv1alpha1.StateExpired
+	case !c.Start.IsZero() && now.Before(c.Start):
+		s.State, s.NextTransition = StateScheduled, c.Start
+	case !c.End.IsZero() && !now.Before(c.End):
+		s.State = StateExpired
 	default:
-		s.State, s.NextTransition = trackingv1alpha1.StateActive, end
+		s.State, s.NextTransition = StateActive, c.End
 	}
 	return s
 }
 
-func window(pc *trackingv1alpha1.PromoCode) (start, end time.Time) {
-	if pc.Spec.StartDate != nil {
-		start = pc.Spec.StartDate.Time
-	}
-	if pc.Spec.EndDate != nil {
-		end = pc.Spec.EndDate.Time
-	}
-	return start, end
-}
-
-func condition(typ string, ok bool, reason, msg string) metav1.Condition {
-	st := metav1.ConditionFalse
+func condition(typ string, ok bool, reason, msg string) Condition {
+	st := ConditionFalse
 	if ok {
-		st = metav1.ConditionTrue
+		st = ConditionTrue
 	}
-	return metav1.Condition{Type: typ, Status: st, Reason: reason, Message: msg}
+	return Condition{Type: typ, Status: st, Reason: reason, Message: msg}
 }

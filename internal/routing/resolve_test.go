@@ -4,10 +4,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
 )
 
 func TestResolveCodes(t *testing.T) {
@@ -18,32 +14,32 @@ func TestResolveCodes(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name  string
-		codes []*trackingv1alpha1.PromoCode
+		codes []*Claim
 		want  map[string]want
 	}{{
 		name: "one affiliate reuses a code on two offers",
-		codes: []*trackingv1alpha1.PromoCode{
+		codes: []*Claim{
 			code("shop", "a", "PROMO22", "summer", 42, 0),
 			code("shop", "b", "promo22", "winter", 42, time.Second),
 		},
 		want: map[string]want{"a": {true, ReasonCodeAccepted, ""}, "b": {true, ReasonCodeAccepted, ""}},
 	}, {
 		name: "same code twice on one offer: the younger is a duplicate",
-		codes: []*trackingv1alpha1.PromoCode{
+		codes: []*Claim{
 			code("shop", "b", "Promo22", "summer", 42, time.Second),
 			code("shop", "a", "PROMO22", "summer", 42, 0),
 		},
 		want: map[string]want{"a": {true, ReasonCodeAccepted, ""}, "b": {false, ReasonDuplicateCode, "shop/a"}},
 	}, {
 		name: "another affiliate loses on any offer",
-		codes: []*trackingv1alpha1.PromoCode{
+		codes: []*Claim{
 			code("shop", "mine", "PROMO22", "summer", 42, 0),
 			code("other", "theirs", "promo22", "winter", 7, time.Second),
 		},
 		want: map[string]want{"mine": {true, ReasonCodeAccepted, ""}, "theirs": {false, ReasonCodeOwnedByAnotherAffiliate, "shop/mine"}},
 	}, {
 		name: "equal creation time: namespace then name decide",
-		codes: []*trackingv1alpha1.PromoCode{
+		codes: []*Claim{
 			code("b-ns", "x", "C1", "o", 1, 0),
 			code("a-ns", "z", "C1", "o", 2, 0),
 			code("a-ns", "y", "C1", "o", 3, 0),
@@ -51,7 +47,7 @@ func TestResolveCodes(t *testing.T) {
 		want: map[string]want{"y": {true, ReasonCodeAccepted, ""}, "z": {false, ReasonCodeOwnedByAnotherAffiliate, "a-ns/y"}, "x": {false, ReasonCodeOwnedByAnotherAffiliate, "a-ns/y"}},
 	}, {
 		name: "another affiliate's rejected code does not hold the offer",
-		codes: []*trackingv1alpha1.PromoCode{
+		codes: []*Claim{
 			code("shop", "owner", "C1", "summer", 42, 0),
 			code("shop", "intruder", "C1", "winter", 7, time.Second),
 			code("shop", "later", "C1", "winter", 42, 2*time.Second),
@@ -59,7 +55,7 @@ func TestResolveCodes(t *testing.T) {
 		want: map[string]want{"owner": {true, ReasonCodeAccepted, ""}, "intruder": {false, ReasonCodeOwnedByAnotherAffiliate, "shop/owner"}, "later": {true, ReasonCodeAccepted, ""}},
 	}, {
 		name: "the holder deleted: the next one is promoted",
-		codes: []*trackingv1alpha1.PromoCode{
+		codes: []*Claim{
 			code("other", "theirs", "promo22", "winter", 7, time.Second),
 		},
 		want: map[string]want{"theirs": {true, ReasonCodeAccepted, ""}},
@@ -70,12 +66,12 @@ func TestResolveCodes(t *testing.T) {
 				t.Fatalf("got %d verdicts for %d codes", len(got), len(tc.codes))
 			}
 			for _, pc := range tc.codes {
-				v, w := got[RefOf(pc)], tc.want[pc.Name]
+				v, w := got[pc.Ref], tc.want[pc.Ref.Name]
 				if v.Accepted != w.accepted || v.Reason != w.reason {
-					t.Errorf("%s: got accepted=%v reason=%s, want %v %s (%s)", pc.Name, v.Accepted, v.Reason, w.accepted, w.reason, v.Message)
+					t.Errorf("%s: got accepted=%v reason=%s, want %v %s (%s)", pc.Ref.Name, v.Accepted, v.Reason, w.accepted, w.reason, v.Message)
 				}
 				if w.holder != "" && (v.Holder.String() != w.holder || !strings.Contains(v.Message, w.holder)) {
-					t.Errorf("%s: holder %s, message %q; want holder %s named", pc.Name, v.Holder, v.Message, w.holder)
+					t.Errorf("%s: holder %s, message %q; want holder %s named", pc.Ref.Name, v.Holder, v.Message, w.holder)
 				}
 			}
 		})
@@ -83,7 +79,7 @@ func TestResolveCodes(t *testing.T) {
 }
 
 func TestRejectionMessagesNameAffiliate(t *testing.T) {
-	v := ResolveCodes([]*trackingv1alpha1.PromoCode{
+	v := ResolveCodes([]*Claim{
 		code("shop", "mine", "PROMO22", "summer", 42, 0),
 		code("other", "theirs", "promo22", "winter", 7, time.Second),
 	})[Ref{Namespace: "other", Name: "theirs"}]
@@ -93,21 +89,21 @@ func TestRejectionMessagesNameAffiliate(t *testing.T) {
 }
 
 func TestWouldReject(t *testing.T) {
-	existing := []*trackingv1alpha1.PromoCode{code("shop", "mine", "PROMO22", "summer", 42, 0)}
+	existing := []*Claim{code("shop", "mine", "PROMO22", "summer", 42, 0)}
 	now := t0.Add(time.Hour)
 
 	fresh := code("shop", "theirs", "Promo22", "winter", 7, 0)
-	fresh.CreationTimestamp = metav1.Time{}
+	fresh.Rank.Created = time.Time{}
 	if v, rejected := WouldReject(existing, fresh, now); !rejected || v.Reason != ReasonCodeOwnedByAnotherAffiliate {
 		t.Fatalf("another affiliate: got rejected=%v %+v", rejected, v)
 	}
 	same := code("shop", "again", "PROMO22", "summer", 42, 0)
-	same.CreationTimestamp = metav1.Time{}
+	same.Rank.Created = time.Time{}
 	if v, rejected := WouldReject(existing, same, now); !rejected || v.Reason != ReasonDuplicateCode {
 		t.Fatalf("same offer: got rejected=%v %+v", rejected, v)
 	}
 	reuse := code("shop", "reuse", "promo22", "winter", 42, 0)
-	reuse.CreationTimestamp = metav1.Time{}
+	reuse.Rank.Created = time.Time{}
 	if _, rejected := WouldReject(existing, reuse, now); rejected {
 		t.Fatal("reuse on another offer by the owner must be allowed")
 	}
@@ -121,20 +117,20 @@ func TestResolveOfferIDs(t *testing.T) {
 	older := offer("shop", "summer", 7, true, 0)
 	younger := offer("other", "copy", 7, true, time.Second)
 	alone := offer("shop", "winter", 8, true, 2*time.Second)
-	got := ResolveOfferIDs([]*trackingv1alpha1.Offer{younger, alone, older})
-	if v := got[RefOf(older)]; !v.Ready || v.Reason != ReasonValid {
+	got := ResolveOfferIDs([]*OfferSpec{younger, alone, older})
+	if v := got[older.Ref]; !v.Ready || v.Reason != ReasonValid {
 		t.Errorf("older: %+v", v)
 	}
-	if v := got[RefOf(alone)]; !v.Ready {
+	if v := got[alone.Ref]; !v.Ready {
 		t.Errorf("alone: %+v", v)
 	}
-	if v := got[RefOf(younger)]; v.Ready || v.Reason != ReasonDuplicateOfferID || !strings.Contains(v.Message, "shop/summer") {
+	if v := got[younger.Ref]; v.Ready || v.Reason != ReasonDuplicateOfferID || !strings.Contains(v.Message, "shop/summer") {
 		t.Errorf("younger: %+v", v)
 	}
 
 	bad := offer("shop", "bad", 9, true, 0)
-	bad.Spec.Goals[0].Payout = trackingv1alpha1.Money{}
-	if v := ResolveOfferIDs([]*trackingv1alpha1.Offer{bad})[RefOf(bad)]; v.Ready || v.Reason != ReasonInvalidSpec {
+	bad.Goals[0].Payout = Money{}
+	if v := ResolveOfferIDs([]*OfferSpec{bad})[bad.Ref]; v.Ready || v.Reason != ReasonInvalidSpec {
 		t.Errorf("invalid money: %+v", v)
 	}
 }
@@ -145,7 +141,7 @@ func TestWithToken(t *testing.T) {
 	if v := WithToken(valid, o, false); !v.Ready {
 		t.Errorf("no tokenSecretRef: %+v", v)
 	}
-	o.Spec.Tracking.TokenSecretRef = &trackingv1alpha1.SecretKeyRef{Name: "vip-token", Key: "token"}
+	o.Token = &TokenRef{Name: "vip-token", Key: "token"}
 	if v := WithToken(valid, o, false); v.Ready || v.Reason != ReasonTokenSecretMissing || !strings.Contains(v.Message, "shop/vip-token") {
 		t.Errorf("missing secret: %+v", v)
 	}
@@ -167,19 +163,19 @@ func TestStatusOf(t *testing.T) {
 		verdict  CodeVerdict
 		offer    OfferState
 		now      time.Time
-		state    trackingv1alpha1.PromoCodeState
+		state    State
 		readyWhy string
 		next     time.Time
 		noDates  bool
 	}{
-		{"scheduled until start", accepted, ready, t0, trackingv1alpha1.StateScheduled, ReasonRouted, start, false},
-		{"active at start (inclusive)", accepted, ready, start, trackingv1alpha1.StateActive, ReasonRouted, end, false},
-		{"expired at end (exclusive)", accepted, ready, end, trackingv1alpha1.StateExpired, ReasonRouted, time.Time{}, false},
-		{"active forever without dates", accepted, ready, t0, trackingv1alpha1.StateActive, ReasonRouted, time.Time{}, true},
-		{"rejected", CodeVerdict{Reason: ReasonDuplicateCode}, ready, t0, trackingv1alpha1.StateRejected, ReasonNotAccepted, time.Time{}, false},
-		{"offer missing", accepted, OfferState{}, t0, trackingv1alpha1.StateInactive, ReasonOfferNotFound, time.Time{}, false},
-		{"offer not ready", accepted, OfferState{Exists: true, ID: 7, Enabled: true}, t0, trackingv1alpha1.StateInactive, ReasonOfferNotReady, time.Time{}, false},
-		{"promo codes disabled", accepted, OfferState{Exists: true, ID: 7, Ready: true}, t0, trackingv1alpha1.StateInactive, ReasonPromoCodesDisabled, time.Time{}, false},
+		{"scheduled until start", accepted, ready, t0, StateScheduled, ReasonRouted, start, false},
+		{"active at start (inclusive)", accepted, ready, start, StateActive, ReasonRouted, end, false},
+		{"expired at end (exclusive)", accepted, ready, end, StateExpired, ReasonRouted, time.Time{}, false},
+		{"active forever without dates", accepted, ready, t0, StateActive, ReasonRouted, time.Time{}, true},
+		{"rejected", CodeVerdict{Reason: ReasonDuplicateCode}, ready, t0, StateRejected, ReasonNotAccepted, time.Time{}, false},
+		{"offer missing", accepted, OfferState{}, t0, StateInactive, ReasonOfferNotFound, time.Time{}, false},
+		{"offer not ready", accepted, OfferState{Exists: true, ID: 7, Enabled: true}, t0, StateInactive, ReasonOfferNotReady, time.Time{}, false},
+		{"promo codes disabled", accepted, OfferState{Exists: true, ID: 7, Ready: true}, t0, StateInactive, ReasonPromoCodesDisabled, time.Time{}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pc := code("shop", "c", "C1", "summer", 42, 0)
@@ -190,10 +186,10 @@ func TestStatusOf(t *testing.T) {
 			if s.State != tc.state || s.Ready.Reason != tc.readyWhy || !s.NextTransition.Equal(tc.next) {
 				t.Fatalf("got %s ready=%s next=%v, want %s %s %v", s.State, s.Ready.Reason, s.NextTransition, tc.state, tc.readyWhy, tc.next)
 			}
-			if wantReady := tc.readyWhy == ReasonRouted; (s.Ready.Status == metav1.ConditionTrue) != wantReady {
+			if wantReady := tc.readyWhy == ReasonRouted; (s.Ready.Status == ConditionTrue) != wantReady {
 				t.Fatalf("Ready status %s", s.Ready.Status)
 			}
-			if (s.Accepted.Status == metav1.ConditionTrue) != tc.verdict.Accepted || s.Accepted.Type != trackingv1alpha1.ConditionAccepted {
+			if (s.Accepted.Status == ConditionTrue) != tc.verdict.Accepted || s.Accepted.Type != ConditionAccepted {
 				t.Fatalf("Accepted %+v", s.Accepted)
 			}
 			if s.OfferID != tc.offer.ID {

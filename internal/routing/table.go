@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/shopspring/decimal"
-
-	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
 )
 
 // Amount is a payout or revenue rule: a fixed amount, or a percent of the
@@ -380,35 +378,53 @@ func (o *Offer) goal(id int64, alias string) *Goal {
 	return nil
 }
 
-// CompileOffer compiles an Offer that owns its id. tokenSHA256 is the hash of
-// its token secret (nil when none). The verdict decides Enabled.
-func CompileOffer(o *trackingv1alpha1.Offer, v OfferVerdict, tokenSHA256 []byte) (Offer, error) {
-	goals, err := compileGoals(o)
-	if err != nil {
-		return Offer{}, err
-	}
-	out := Offer{
-		Ref: RefOf(o).String(), ID: o.Spec.ID, Title: o.Spec.Title, Currency: o.Spec.Currency,
-		Enabled:     v.Ready && o.Spec.Tracking.PromoCodes.Enabled,
-		TokenSHA256: tokenSHA256, Goals: goals,
-	}
-	if out.Currency == "" {
-		out.Currency = "USD"
-	}
-	for i, g := range o.Spec.Goals {
-		if g.Default {
-			out.DefaultGoal = i
+// CompileOffers is the offer chain, the one place it exists: offer-id
+// resolution, skipping duplicates and invalid specs, the token hash, then
+// compilation. Pass every Offer sharing an id with the ones you care about.
+// tokens maps an Offer with a token reference to the SHA-256 of its token;
+// one missing from tokens has no readable secret. It returns the compiled
+// Offers (owners of their id, sorted by ref) and every Offer's verdict.
+func CompileOffers(offers []*OfferSpec, tokens map[Ref][]byte) ([]Offer, map[Ref]OfferVerdict) {
+	rs := resolveOffers(offers)
+	verdicts := make(map[Ref]OfferVerdict, len(rs))
+	out := make([]Offer, 0, len(rs))
+	for _, r := range rs {
+		o := r.spec
+		if r.goals == nil { // DuplicateOfferID or InvalidSpec: not in a table
+			verdicts[o.Ref] = r.verdict
+			continue
 		}
+		hash, found := tokens[o.Ref]
+		if o.Token == nil {
+			hash = nil
+		}
+		v := WithToken(r.verdict, o, found)
+		verdicts[o.Ref] = v
+		co := Offer{
+			Ref: o.Ref.String(), ID: o.ID, Title: o.Title, Currency: o.Currency,
+			Enabled:     v.Ready && o.PromoCodesEnabled,
+			TokenSHA256: hash, Goals: r.goals,
+		}
+		if co.Currency == "" {
+			co.Currency = "USD"
+		}
+		for i, g := range o.Goals {
+			if g.Default {
+				co.DefaultGoal = i
+			}
+		}
+		out = append(out, co)
 	}
-	return out, nil
+	slices.SortFunc(out, func(a, b Offer) int { return compareStrings(a.Ref, b.Ref) })
+	return out, verdicts
 }
 
-func compileGoals(o *trackingv1alpha1.Offer) ([]Goal, error) {
-	if len(o.Spec.Goals) == 0 {
+func compileGoals(o *OfferSpec) ([]Goal, error) {
+	if len(o.Goals) == 0 {
 		return nil, fmt.Errorf("offer has no goals")
 	}
-	goals := make([]Goal, 0, len(o.Spec.Goals))
-	for _, g := range o.Spec.Goals {
+	goals := make([]Goal, 0, len(o.Goals))
+	for _, g := range o.Goals {
 		payout, err := compileAmount(g.Payout)
 		if err != nil {
 			return nil, fmt.Errorf("goal %d payout: %w", g.ID, err)
@@ -417,16 +433,19 @@ func compileGoals(o *trackingv1alpha1.Offer) ([]Goal, error) {
 		if err != nil {
 			return nil, fmt.Errorf("goal %d revenue: %w", g.ID, err)
 		}
-		status := string(g.Status)
+		status := g.Status
 		if status == "" {
-			status = string(trackingv1alpha1.GoalStatusApproved)
+			status = GoalStatusApproved
 		}
 		goals = append(goals, Goal{ID: g.ID, Alias: g.Alias, Status: status, Payout: payout, Revenue: revenue})
 	}
 	return goals, nil
 }
 
-func compileAmount(m trackingv1alpha1.Money) (Amount, error) {
+// GoalStatusApproved is the status of a goal that declares none.
+const GoalStatusApproved = "approved"
+
+func compileAmount(m Money) (Amount, error) {
 	switch {
 	case m.Fixed != nil && m.Percent == nil:
 		d, err := decimal.NewFromString(*m.Fixed)
@@ -438,57 +457,55 @@ func compileAmount(m trackingv1alpha1.Money) (Amount, error) {
 	return Amount{}, fmt.Errorf("set exactly one of fixed or percent")
 }
 
-// CompileGroup compiles PromoCodes sharing one folded code (pass all of them)
+// CompileGroup compiles claims sharing one folded code (pass all of them)
 // into their table group: the accepted ones, oldest first.
-func CompileGroup(folded string, codes []*trackingv1alpha1.PromoCode) CodeGroup {
-	verdicts := ResolveCodes(codes)
-	sorted := slices.Clone(codes)
-	SortPromoCodes(sorted)
+func CompileGroup(folded string, claims []*Claim) CodeGroup {
+	verdicts := ResolveCodes(claims)
+	sorted := slices.Clone(claims)
+	SortClaims(sorted)
 	g := CodeGroup{Folded: folded}
-	for _, pc := range sorted {
-		if !verdicts[RefOf(pc)].Accepted {
+	for _, c := range sorted {
+		if !verdicts[c.Ref].Accepted {
 			continue
 		}
-		start, end := window(pc)
 		g.Entries = append(g.Entries, Entry{
-			Code: pc.Spec.Code, Ref: RefOf(pc).String(), OfferRef: OfferRefOf(pc).String(),
-			AffiliateID: pc.Spec.AffiliateID, Start: start.UTC(), End: end.UTC(),
+			Code: c.Code, Ref: c.Ref.String(), OfferRef: c.OfferRef.String(),
+			AffiliateID: c.AffiliateID, Start: c.Start.UTC(), End: c.End.UTC(),
 		})
 	}
 	return g
 }
 
-// Compile builds a whole table from every Offer and PromoCode. tokens maps
-// an Offer with a tokenSecretRef to the SHA-256 of its token; an Offer missing
-// from tokens has no readable secret.
-func Compile(version string, offers []*trackingv1alpha1.Offer, codes []*trackingv1alpha1.PromoCode, tokens map[Ref][]byte) Snapshot {
+// Compile builds a whole table from every Offer and claim. tokens is as for
+// CompileOffers.
+func Compile(version string, offers []*OfferSpec, claims []*Claim, tokens map[Ref][]byte) Snapshot {
 	s := Snapshot{Version: version}
-	verdicts := ResolveOfferIDs(offers)
-	for _, o := range offers {
-		v := verdicts[RefOf(o)]
-		if v.Reason == ReasonDuplicateOfferID || v.Reason == ReasonInvalidSpec {
-			continue
-		}
-		hash, found := tokens[RefOf(o)]
-		v = WithToken(v, o, found)
-		if o.Spec.Tracking.TokenSecretRef == nil {
-			hash = nil
-		}
-		if co, err := CompileOffer(o, v, hash); err == nil {
-			s.Offers = append(s.Offers, co)
-		}
-	}
-	groups := map[string][]*trackingv1alpha1.PromoCode{}
-	for _, pc := range codes {
-		f := Fold(pc.Spec.Code)
-		groups[f] = append(groups[f], pc)
+	s.Offers, _ = CompileOffers(offers, tokens)
+	groups := map[string][]*Claim{}
+	for _, c := range claims {
+		groups[c.Folded] = append(groups[c.Folded], c)
 	}
 	for f, g := range groups {
 		if cg := CompileGroup(f, g); len(cg.Entries) > 0 {
 			s.Codes = append(s.Codes, cg)
 		}
 	}
-	slices.SortFunc(s.Offers, func(a, b Offer) int { return compareStrings(a.Ref, b.Ref) })
 	slices.SortFunc(s.Codes, func(a, b CodeGroup) int { return compareStrings(a.Folded, b.Folded) })
 	return s
 }
+
+// Message is the route stream's wire type: one snapshot or one delta per
+// line, shared by the route server and the trackers' sync client.
+type Message struct {
+	Type     string    `json:"type"` // MessageSnapshot, MessageDelta or MessageHeartbeat
+	Version  string    `json:"version,omitempty"`
+	Snapshot *Snapshot `json:"snapshot,omitempty"`
+	Delta    *Delta    `json:"delta,omitempty"`
+}
+
+// Message types.
+const (
+	MessageSnapshot  = "snapshot"
+	MessageDelta     = "delta"
+	MessageHeartbeat = "heartbeat"
+)

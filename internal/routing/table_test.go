@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/shopspring/decimal"
-
-	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
 )
 
 // world is a small platform: PROMO22 of affiliate 42 on summer (first) and
@@ -19,16 +17,16 @@ import (
 // token-protected offer and an Offer that lost its id.
 func world() *Table {
 	vip := offer("shop", "vip", 9, true, 0)
-	vip.Spec.Tracking.TokenSecretRef = &trackingv1alpha1.SecretKeyRef{Name: "vip-token", Key: "token"}
+	vip.Token = &TokenRef{Name: "vip-token", Key: "token"}
 	hash := sha256.Sum256([]byte("s3cret"))
-	offers := []*trackingv1alpha1.Offer{
+	offers := []*OfferSpec{
 		offer("shop", "summer", 7, true, 0),
 		offer("shop", "winter", 8, true, time.Second),
 		offer("shop", "off", 10, false, 0),
 		offer("other", "copycat", 7, true, time.Hour),
 		vip,
 	}
-	codes := []*trackingv1alpha1.PromoCode{
+	codes := []*Claim{
 		code("shop", "promo22-summer", "PROMO22", "summer", 42, 0),
 		code("shop", "promo22-winter", "promo22", "winter", 42, time.Minute),
 		code("other", "stolen", "PROMO22", "copycat", 5, 2*time.Minute),
@@ -131,8 +129,8 @@ func TestToken(t *testing.T) {
 
 func TestTokenSecretMissingDisablesOffer(t *testing.T) {
 	vip := offer("shop", "vip", 9, true, 0)
-	vip.Spec.Tracking.TokenSecretRef = &trackingv1alpha1.SecretKeyRef{Name: "vip-token", Key: "token"}
-	tbl := NewTable(Compile("v1", []*trackingv1alpha1.Offer{vip}, []*trackingv1alpha1.PromoCode{code("shop", "v", "VIP10", "vip", 7, 0)}, nil))
+	vip.Token = &TokenRef{Name: "vip-token", Key: "token"}
+	tbl := NewTable(Compile("v1", []*OfferSpec{vip}, []*Claim{code("shop", "v", "VIP10", "vip", 7, 0)}, nil))
 	if _, out := tbl.Lookup(&Query{Code: "VIP10", At: t0}); out != CodeNotActive {
 		t.Fatalf("an offer whose token secret is missing routes nothing: %s", out)
 	}
@@ -177,10 +175,11 @@ func TestLookupDoesNotAllocate(t *testing.T) {
 func TestApplyDelta(t *testing.T) {
 	before := world()
 	winter := offer("shop", "winter", 8, false, time.Second) // promo codes turned off
-	wo, err := CompileOffer(winter, OfferVerdict{Ready: true}, nil)
-	if err != nil {
-		t.Fatal(err)
+	compiled, _ := CompileOffers([]*OfferSpec{winter}, nil)
+	if len(compiled) != 1 {
+		t.Fatalf("compiled %d offers", len(compiled))
 	}
+	wo := compiled[0]
 	after := before.Apply(Delta{
 		Version:       "v2",
 		Offers:        []Offer{wo},
@@ -283,11 +282,11 @@ func TestSnapshotRoundTrip(t *testing.T) {
 }
 
 func bigTable(n int) (*Table, []string) {
-	offers := make([]*trackingv1alpha1.Offer, 0, 1000)
+	offers := make([]*OfferSpec, 0, 1000)
 	for i := range 1000 {
 		offers = append(offers, offer("shop", fmt.Sprintf("o%d", i), int64(i+1), true, 0))
 	}
-	codes := make([]*trackingv1alpha1.PromoCode, 0, n)
+	codes := make([]*Claim, 0, n)
 	names := make([]string, 0, n)
 	for i := range n {
 		c := fmt.Sprintf("CODE%d", i)

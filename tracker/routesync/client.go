@@ -1,9 +1,9 @@
-// Package sync is the tracker side of the manager → tracker routing-table
+// Package routesync is the tracker side of the manager → tracker routing-table
 // sync (SPEC §5, docs/sync.md): it reads the route server's stream — a
 // snapshot, then deltas and heartbeats — applies each message atomically,
 // keeps the last table when the manager is unreachable, reconnects with
 // exponential backoff and full jitter, and saves the table for cold starts.
-package sync
+package routesync
 
 import (
 	"bufio"
@@ -24,13 +24,9 @@ import (
 	"promocodes.dev/promo-operator/tracker"
 )
 
-// Message is one line of the route stream.
-type Message struct {
-	Type     string            `json:"type"` // snapshot, delta, heartbeat
-	Version  string            `json:"version,omitempty"`
-	Snapshot *routing.Snapshot `json:"snapshot,omitempty"`
-	Delta    *routing.Delta    `json:"delta,omitempty"`
-}
+// Message is one line of the route stream: the wire type the route server
+// encodes.
+type Message = routing.Message
 
 // Client follows a route server.
 type Client struct {
@@ -69,15 +65,11 @@ func (c *Client) defaults() {
 	}
 	c.reconnects = prometheus.NewCounter(prometheus.CounterOpts{Name: "promo_tracker_sync_reconnects_total", Help: "Connections to the route server after the first."})
 	c.deltas = prometheus.NewCounter(prometheus.CounterOpts{Name: "promo_tracker_sync_deltas_total", Help: "Deltas applied."})
-	age := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "promo_tracker_sync_last_message_age_seconds", Help: "Seconds since the last message from the route server."},
-		func() float64 {
-			if t := c.lastMessage.Load(); t != 0 {
-				return time.Since(time.Unix(0, t)).Seconds()
-			}
-			return -1
-		})
+	last := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "promo_tracker_sync_last_message_timestamp_seconds",
+		Help: "Unix time of the last message from the route server; 0 before the first. Alert on time() - this."},
+		func() float64 { return float64(c.lastMessage.Load()) / 1e9 })
 	if c.Registerer != nil {
-		c.Registerer.MustRegister(c.reconnects, c.deltas, age)
+		c.Registerer.MustRegister(c.reconnects, c.deltas, last)
 	}
 }
 

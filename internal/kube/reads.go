@@ -1,8 +1,4 @@
-// Package controllers holds promo-operator's reconcilers and admission
-// webhooks. They are thin: read from the cache, ask internal/routing, write
-// status. (The design card keeps kubebuilder's older top-level layout;
-// `kubebuilder create api` would scaffold into internal/controller.)
-package controllers
+package kube
 
 import (
 	"context"
@@ -42,7 +38,7 @@ func SetupIndexes(ctx context.Context, idx client.FieldIndexer) error {
 			return []string{routing.Fold(o.(*trackingv1alpha1.PromoCode).Spec.Code)}
 		}},
 		{&trackingv1alpha1.PromoCode{}, IndexOfferRef, func(o client.Object) []string {
-			return []string{routing.OfferRefOf(o.(*trackingv1alpha1.PromoCode)).String()}
+			return []string{OfferKeyOf(o.(*trackingv1alpha1.PromoCode)).String()}
 		}},
 		{&trackingv1alpha1.Offer{}, IndexOfferID, func(o client.Object) []string {
 			return []string{strconv.FormatInt(o.(*trackingv1alpha1.Offer).Spec.ID, 10)}
@@ -136,29 +132,50 @@ func (r Resolver) TokenHash(ctx context.Context, o *trackingv1alpha1.Offer) ([]b
 	return h, ok && len(h) == sha256.Size, nil
 }
 
-// OfferVerdict decides an Offer: id ownership, goals, token secret. It
-// returns the token hash for the routing table.
+// OfferVerdict decides an Offer: id ownership, goals, token secret, through
+// the offer chain (routing.CompileOffers). It returns the token hash for the
+// routing table.
 func (r Resolver) OfferVerdict(ctx context.Context, o *trackingv1alpha1.Offer) (routing.OfferVerdict, []byte, error) {
 	same, err := r.OffersWithID(ctx, o.Spec.ID)
 	if err != nil {
 		return routing.OfferVerdict{}, nil, err
 	}
-	if !containsRef(same, routing.RefOf(o)) {
+	if !containsRef(same, RefOf(o)) {
 		same = append(same, o) // the cache may lag behind a Get
 	}
-	v := routing.ResolveOfferIDs(same)[routing.RefOf(o)]
 	hash, found, err := r.TokenHash(ctx, o)
 	if err != nil {
-		return v, nil, err
+		return routing.ResolveOfferIDs(Offers(same))[RefOf(o)], nil, err
 	}
-	return routing.WithToken(v, o, found), hash, nil
+	var tokens map[routing.Ref][]byte
+	if found {
+		tokens = map[routing.Ref][]byte{RefOf(o): hash}
+	}
+	_, verdicts := routing.CompileOffers(Offers(same), tokens)
+	return verdicts[RefOf(o)], hash, nil
 }
 
 func containsRef(offers []*trackingv1alpha1.Offer, ref routing.Ref) bool {
 	for _, o := range offers {
-		if routing.RefOf(o) == ref {
+		if RefOf(o) == ref {
 			return true
 		}
 	}
 	return false
+}
+
+// Tokens returns the token hash of every Offer whose token secret holds one,
+// as routing.CompileOffers takes them.
+func (r Resolver) Tokens(ctx context.Context, offers []*trackingv1alpha1.Offer) (map[routing.Ref][]byte, error) {
+	tokens := map[routing.Ref][]byte{}
+	for _, o := range offers {
+		h, found, err := r.TokenHash(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			tokens[RefOf(o)] = h
+		}
+	}
+	return tokens, nil
 }
