@@ -5,6 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -47,28 +51,47 @@ type Result struct {
 	Err     error
 }
 
-// unreachable reports whether err means PostgreSQL could not be reached (as
-// opposed to PostgreSQL refusing the statement, which a spool would not fix).
-// PostgreSQL's own errors of class 08 (connection exception), 53
-// (insufficient resources) and 57 (operator intervention: shutdown, "cannot
-// connect now") count as unreachable too.
+// errCommitted marks an error met after the batch was committed (reading
+// back which rows were inserted): spooling would not be true to it.
+var errCommitted = errors.New("batch committed, reading back its ids failed")
+
+// unreachable reports whether err means PostgreSQL could not be reached —
+// a connection-level failure, which a spool bridges — as opposed to
+// PostgreSQL refusing the statement, an encoding error, or a failure after
+// the commit (errCommitted), which a spool would not fix. Connection-level
+// are: failing to connect, network errors, the connection ending (EOF),
+// timeouts, and PostgreSQL's own errors of class 08 (connection exception),
+// 53 (insufficient resources) and 57 (operator intervention: shutdown,
+// "cannot connect now").
 func unreachable(err error) bool {
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) {
-		return true
-	}
-	if len(pgErr.Code) < 2 {
+	if err == nil || errors.Is(err, errCommitted) {
 		return false
 	}
-	switch pgErr.Code[:2] {
-	case "08", "53", "57":
-		return true
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		if len(pgErr.Code) < 2 {
+			return false
+		}
+		switch pgErr.Code[:2] {
+		case "08", "53", "57":
+			return true
+		}
+		return false
 	}
-	return false
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connectErr) || errors.As(err, &netErr) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) ||
+		errors.Is(err, errBreakerOpen)
 }
 
 // ErrQueueFull is returned when the bounded queue has no room.
 var ErrQueueFull = errors.New("write queue full")
+
+// ErrWriterClosed is returned by Submit after Close: a request still in
+// flight when Shutdown's timeout passed is answered 503, not acknowledged.
+var ErrWriterClosed = errors.New("writer closed")
 
 type pending struct {
 	row  Row
@@ -85,6 +108,46 @@ type Writer struct {
 	batchMax int
 	metrics  *Metrics
 	stopped  chan struct{}
+
+	// closeMu orders Close's close(queue) after every send in Submit: a
+	// send holds it for reading, Close for writing.
+	closeMu sync.RWMutex
+	closed  bool
+
+	// openUntil is the circuit breaker (unix nanoseconds; 0: closed): after
+	// PostgreSQL was found unreachable, batches go straight to the spool
+	// until then, instead of each waiting out the commit timeout; then one
+	// batch probes PostgreSQL while the others keep spooling.
+	openUntil atomic.Int64
+}
+
+// breakerWindow is how long batches go straight to the spool after
+// PostgreSQL was found unreachable, before one batch probes it again.
+const breakerWindow = time.Second
+
+// commitTimeout bounds one batch's commit.
+const commitTimeout = 5 * time.Second
+
+// errBreakerOpen is why a batch went to the spool without trying
+// PostgreSQL: it was found unreachable a moment ago.
+var errBreakerOpen = errors.New("PostgreSQL unreachable a moment ago; not retried yet")
+
+// bypass reports whether a batch goes straight to the spool. When the window
+// is over, the first batch to ask probes (and holds the breaker open for the
+// others while it does).
+func (w *Writer) bypass() bool {
+	if w.spool == nil {
+		return false
+	}
+	until := w.openUntil.Load()
+	if until == 0 {
+		return false
+	}
+	now := time.Now().UnixNano()
+	if now < until {
+		return true
+	}
+	return !w.openUntil.CompareAndSwap(until, now+int64(commitTimeout))
 }
 
 // NewWriter returns a writer with a queue of queueSize rows.
@@ -103,11 +166,18 @@ func (w *Writer) WithSpool(s *Spool) *Writer {
 // queue: it fails with ErrQueueFull instead.
 func (w *Writer) Submit(ctx context.Context, row Row) Result {
 	p := pending{row: row, done: make(chan Result, 1)}
+	w.closeMu.RLock()
+	if w.closed {
+		w.closeMu.RUnlock()
+		return Result{Err: ErrWriterClosed}
+	}
 	select {
 	case w.queue <- p:
 	default:
+		w.closeMu.RUnlock()
 		return Result{Err: ErrQueueFull}
 	}
+	w.closeMu.RUnlock()
 	w.metrics.QueueDepth.Set(float64(len(w.queue)))
 	// Once queued, the row will be committed or failed by the writer even if
 	// the client goes away; wait for that so the answer is true.
@@ -133,8 +203,14 @@ func (w *Writer) Run(n int) {
 }
 
 // Close stops accepting rows, commits everything queued and returns when done.
+// Submit calls after Close fail with ErrWriterClosed.
 func (w *Writer) Close() {
-	close(w.queue)
+	w.closeMu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.queue)
+	}
+	w.closeMu.Unlock()
 	<-w.stopped
 }
 
@@ -255,9 +331,21 @@ func (w *Writer) commit(enc *encoders, batch []pending) {
 	for i, p := range batch {
 		rows[i] = p.row
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
-	inserted, err := w.insert(ctx, enc, rows)
+	var inserted map[uuid.UUID]bool
+	var err error
+	if w.bypass() {
+		err = errBreakerOpen
+	} else {
+		inserted, err = w.insert(ctx, enc, rows)
+		switch {
+		case err == nil || errors.Is(err, errCommitted):
+			w.openUntil.Store(0)
+		case w.spool != nil && unreachable(err):
+			w.openUntil.Store(time.Now().Add(breakerWindow).UnixNano())
+		}
+	}
 	w.metrics.BatchSize.Observe(float64(n))
 	w.metrics.CommitSeconds.Observe(time.Since(start).Seconds())
 	if err != nil && w.spool != nil && unreachable(err) {
@@ -356,11 +444,11 @@ func (w *Writer) insert(ctx context.Context, enc *encoders, rows []Row) (map[uui
 	}
 	found, err := w.pool.Query(ctx, insertedSQL, ids)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", errCommitted, err)
 	}
 	got, err := pgx.CollectRows(found, pgx.RowTo[pgtype.UUID])
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", errCommitted, err)
 	}
 	inserted := make(map[uuid.UUID]bool, len(got))
 	for _, id := range got {
