@@ -10,10 +10,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
@@ -80,8 +82,10 @@ func (r *OfferReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 func (r *OfferReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&trackingv1alpha1.Offer{}).
-		Watches(&trackingv1alpha1.Offer{}, handler.EnqueueRequestsFromMapFunc(r.offersSharingID)).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.offersUsingSecret)).
+		Watches(&trackingv1alpha1.Offer{}, handler.EnqueueRequestsFromMapFunc(r.offersSharingID),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.offersUsingSecret),
+			builder.WithPredicates(kube.SecretDataChanged)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Named("offer").
 		Complete(r)

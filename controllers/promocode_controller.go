@@ -144,7 +144,8 @@ func (r *PromoCodeReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&trackingv1alpha1.PromoCode{}).
 		Watches(&trackingv1alpha1.PromoCode{}, handler.EnqueueRequestsFromMapFunc(r.codesSharingCode),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&trackingv1alpha1.Offer{}, handler.EnqueueRequestsFromMapFunc(r.codesOfOffer)).
+		Watches(&trackingv1alpha1.Offer{}, handler.EnqueueRequestsFromMapFunc(r.codesOfOffer),
+			builder.WithPredicates(offerDecisionChanged)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Named("promocode").
 		Complete(r)

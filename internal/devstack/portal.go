@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"promocodes.dev/promo-operator/portal"
+	"promocodes.dev/promo-operator/internal/pgrole"
 )
 
 // portalRole is the read-only PostgreSQL role the development portal logs in with.
@@ -69,7 +69,7 @@ func (s *Stack) portalDatabaseURL(ctx context.Context) (string, error) {
 		return "", err
 	}
 	defer conn.Close(ctx)
-	for _, stmt := range portal.ReadOnlyRoleSQL(string(script), portalRole, password) {
+	for _, stmt := range pgrole.ReadOnlySQL(string(script), portalRole, password) {
 		_, err := conn.Exec(ctx, stmt)
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "42710" { // the role exists (an earlier run): new password

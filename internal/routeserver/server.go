@@ -149,8 +149,14 @@ func (s *Server) nextVersion() string {
 	return s.epoch + "-" + strconv.FormatUint(s.counter, 10)
 }
 
-// build compiles the whole table from the cache.
+// build compiles the whole table from the cache, once at start-up. What the
+// informers marked before is in the listing: the marks are dropped first, so
+// the first flush does not compile the whole table a second time (an event
+// after the drop is marked again and flushed).
 func (s *Server) build(ctx context.Context) error {
+	s.mu.Lock()
+	s.dirty = dirtySet{codes: map[string]struct{}{}, offerIDs: map[int64]struct{}{}, offers: map[routing.Ref]struct{}{}}
+	s.mu.Unlock()
 	var offers trackingv1alpha1.OfferList
 	if err := s.Cache.List(ctx, &offers); err != nil {
 		return err
@@ -222,8 +228,15 @@ func (s *Server) watch(ctx context.Context) error {
 	}{{codeInf, onCode}, {offerInf, onOffer}, {secretInf, onSecret}} {
 		fn := h.fn
 		if _, err := h.inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-			AddFunc:    fn,
-			UpdateFunc: func(old, cur any) { fn(old); fn(cur) },
+			AddFunc: fn,
+			UpdateFunc: func(old, cur any) {
+				// Status-only writes and resyncs rebuild nothing; Changes
+				// below stays the safety net.
+				if kube.Changed(old, cur) {
+					fn(old)
+					fn(cur)
+				}
+			},
 			DeleteFunc: fn,
 		}); err != nil {
 			return err
