@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -47,6 +49,48 @@ type Handler struct {
 	TrustForwardedFor bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+
+	storeLog storeFailureLog
+}
+
+// storeFailureLog keeps an outage from logging an Error per failed request
+// (promo_tracker_requests_total counts them, reason storage_unavailable):
+// the first failure logs an Error, then at most one a minute with the count,
+// and the first success after failures logs Info.
+type storeFailureLog struct {
+	failing atomic.Bool // read without the lock on every success
+	mu      sync.Mutex
+	last    time.Time
+	count   int // failures not logged since last
+}
+
+func (l *storeFailureLog) failed(log *slog.Logger, now time.Time, offer int64, ref string, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case !l.failing.Load():
+		l.failing.Store(true)
+		l.last, l.count = now, 0
+		log.Error("Failed to store conversion; failures are logged at most once a minute until one succeeds",
+			"offer", offer, "code_ref", ref, "err", err)
+	case now.Sub(l.last) >= time.Minute:
+		log.Error("Still failing to store conversions", "failed", l.count+1, "since", l.last, "err", err)
+		l.last, l.count = now, 0
+	default:
+		l.count++
+	}
+}
+
+func (l *storeFailureLog) stored(log *slog.Logger) {
+	if !l.failing.Load() {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.failing.Load() {
+		l.failing.Store(false)
+		log.Info("Storing conversions again", "failed_since_last_log", l.count)
+	}
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -68,8 +112,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Metrics.Latency.WithLabelValues(source).Observe(time.Since(received).Seconds())
 }
 
-// track decides the reply. Errors carry their SPEC §3 status as reply.Status
-// and a human explanation as reply.Reason.
+// track decides the reply. Errors carry their SPEC §3 code as reply.Status
+// and reply.Reason, and a human explanation as reply.Message.
 func (h *Handler) track(w http.ResponseWriter, r *http.Request, received time.Time, source *string) (reply, int) {
 	if len(r.URL.RawQuery) > maxQueryBytes {
 		return fail("bad_request", "query string longer than 8 KiB"), http.StatusRequestURITooLong
@@ -117,11 +161,12 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, received time.Ti
 	}
 	row := h.row(r, p, m, received, *source)
 	res := h.Writer.Submit(r.Context(), row)
-	switch {
-	case res.Err != nil:
-		h.Log.Error("Failed to store conversion", "offer", row.OfferID, "code_ref", row.PromoCodeRef, "err", res.Err)
+	if res.Err != nil {
+		h.storeLog.failed(h.Log, received, row.OfferID, row.PromoCodeRef, res.Err)
 		return fail("storage_unavailable", "conversion not stored; retry later"), http.StatusServiceUnavailable
-	case res.Duplicate:
+	}
+	h.storeLog.stored(h.Log)
+	if res.Duplicate {
 		rep := reply{Status: "duplicate", Reason: "duplicate", Message: "adv_order_id already recorded for this offer and goal"}
 		if res.ExistingID != uuid.Nil {
 			rep.ConversionID = res.ExistingID.String()

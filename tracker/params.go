@@ -26,7 +26,6 @@ type Params struct {
 	ConvStatus string // "" means the goal's
 	Token      string
 	AdvParams  [5]string
-	Return     string // "", "js", "img", "iframe"
 }
 
 var advParamKeys = [5]string{"adv_param1", "adv_param2", "adv_param3", "adv_param4", "adv_param5"}
@@ -171,7 +170,7 @@ func (q Query) Params() (Params, error) {
 			return p, fmt.Errorf("%s is longer than %d characters", k, maxAdvParam)
 		}
 	}
-	switch p.Return = get("return"); p.Return {
+	switch get("return") { // the handler reads it for the reply's form; here it is only checked
 	case "", "js", "img", "iframe":
 	default:
 		return p, fmt.Errorf("return must be js, img or iframe")

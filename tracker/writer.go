@@ -45,10 +45,9 @@ type Result struct {
 	// already exists; ExistingID names it when it could be read.
 	Duplicate  bool
 	ExistingID uuid.UUID
-	// Spooled: stored in the local spool (PostgreSQL unreachable), to be
-	// replayed; duplicates among spooled rows are dropped at replay.
-	Spooled bool
-	Err     error
+	// Err: not stored. A row stored in the local spool (PostgreSQL
+	// unreachable) is answered like a committed one.
+	Err error
 }
 
 // errCommitted marks an error met after the batch was committed (reading
@@ -353,7 +352,7 @@ func (w *Writer) commit(enc *encoders, batch []pending) {
 		if serr == nil {
 			w.metrics.SpoolRows.Set(float64(w.spool.Rows()))
 			for _, p := range batch {
-				p.done <- Result{Spooled: true}
+				p.done <- Result{}
 			}
 			return
 		}
