@@ -139,28 +139,29 @@ var _ = Describe("PromoCode resolution", func() {
 		expectState(ctx, ns, "a", trackingv1alpha1.StateActive)
 		expectState(ctx, ns, "b", trackingv1alpha1.StateActive)
 
-		Eventually(func() error { return k8sClient.Create(ctx, codeObj(ns, "c", code, "summer", 42)) }).
-			Should(MatchError(And(ContainSubstring("already on Offer summer"), ContainSubstring(ns+"/a"))))
+		// a and b are in the manager's cache (their status is written), which the
+		// webhook reads: the create is tried once.
+		Expect(k8sClient.Create(ctx, codeObj(ns, "c", code, "summer", 42))).
+			To(MatchError(And(ContainSubstring("already on Offer summer"), ContainSubstring(ns+"/a"))))
 	})
 
 	It("refuses another affiliate's code at admission, naming the holder", func() {
 		code := uniqueCode("OWN")
 		Expect(k8sClient.Create(ctx, offerObj(ns, "summer", uniqueID(), true))).To(Succeed())
 		Expect(k8sClient.Create(ctx, codeObj(ns, "mine", code, "summer", 42))).To(Succeed())
+		expectState(ctx, ns, "mine", trackingv1alpha1.StateActive) // in the webhook's cache
 		other := newNamespace(ctx)
-		Eventually(func() error { return k8sClient.Create(ctx, codeObj(other, "theirs", code, "summer", 7)) }).
-			Should(MatchError(And(ContainSubstring("belongs to affiliate 42"), ContainSubstring(ns+"/mine"))))
+		Expect(k8sClient.Create(ctx, codeObj(other, "theirs", code, "summer", 7))).
+			To(MatchError(And(ContainSubstring("belongs to affiliate 42"), ContainSubstring(ns+"/mine"))))
 	})
 
-	It("with the webhook off, the controller rejects the later code and promotes it when the holder goes", func() {
+	It("with the webhook off, the controller rejects the later code and promotes it when the holder goes", Serial, func() {
 		code := uniqueCode("AUTH")
 		Expect(k8sClient.Create(ctx, offerObj(ns, "summer", uniqueID(), true))).To(Succeed())
 		Expect(k8sClient.Create(ctx, codeObj(ns, "holder", code, "summer", 42))).To(Succeed())
 		expectState(ctx, ns, "holder", trackingv1alpha1.StateActive)
 
-		withoutWebhooks(ctx, func() {
-			Expect(k8sClient.Create(ctx, codeObj(ns, "intruder", code, "summer", 7))).To(Succeed())
-		})
+		createWithoutWebhooks(ctx, codeObj(ns, "intruder", code, "summer", 7))
 		expectState(ctx, ns, "intruder", trackingv1alpha1.StateRejected)
 		Eventually(func(g Gomega) {
 			st := codeStatus(ctx, ns, "intruder")(g)
@@ -209,16 +210,22 @@ var _ = Describe("PromoCode resolution", func() {
 		expectState(ctx, ns, "c", trackingv1alpha1.StateActive)
 	})
 
-	It("turns a code Scheduled, then Active, then Expired on time", func() {
+	It("turns a code Scheduled, then Active, then Expired on time", Serial, func() {
+		DeferCleanup(clock.reset)
 		Expect(k8sClient.Create(ctx, offerObj(ns, "summer", uniqueID(), true))).To(Succeed())
 		pc := codeObj(ns, "timed", uniqueCode("TIMED"), "summer", 42)
-		// Whole seconds: the API stores RFC 3339 timestamps.
-		start := metav1.NewTime(time.Now().Add(4 * time.Second).Truncate(time.Second))
-		end := metav1.NewTime(start.Add(4 * time.Second))
+		// Whole seconds: the API stores RFC 3339 timestamps. The window is an
+		// hour ahead; the reconciler's injected clock moves into it.
+		start := metav1.NewTime(time.Now().Add(time.Hour).Truncate(time.Second))
+		end := metav1.NewTime(start.Add(time.Hour))
 		pc.Spec.StartDate, pc.Spec.EndDate = &start, &end
 		Expect(k8sClient.Create(ctx, pc)).To(Succeed())
 		expectState(ctx, ns, "timed", trackingv1alpha1.StateScheduled)
+		clock.set(start.Time) // inclusive
+		touchCode(ctx, ns, "timed")
 		expectState(ctx, ns, "timed", trackingv1alpha1.StateActive)
+		clock.set(end.Time) // exclusive
+		touchCode(ctx, ns, "timed")
 		expectState(ctx, ns, "timed", trackingv1alpha1.StateExpired)
 	})
 })
@@ -237,16 +244,13 @@ var _ = Describe("Offer resolution", func() {
 		}
 	}
 
-	It("refuses a taken offer id at admission; with the webhook off the younger Offer is DuplicateOfferID", func() {
+	It("refuses a taken offer id at admission; with the webhook off the younger Offer is DuplicateOfferID", Serial, func() {
 		id := uniqueID()
 		Expect(k8sClient.Create(ctx, offerObj(ns, "first", id, true))).To(Succeed())
 		Eventually(readyOf("first")).Should(HaveField("Reason", "Valid"))
-		Eventually(func() error { return k8sClient.Create(ctx, offerObj(ns, "second", id, true)) }).
-			Should(MatchError(ContainSubstring("offer id")))
+		Expect(k8sClient.Create(ctx, offerObj(ns, "second", id, true))).To(MatchError(ContainSubstring("offer id")))
 
-		withoutWebhooks(ctx, func() {
-			Expect(k8sClient.Create(ctx, offerObj(ns, "second", id, true))).To(Succeed())
-		})
+		createWithoutWebhooks(ctx, offerObj(ns, "second", id, true))
 		Eventually(readyOf("second")).Should(And(HaveField("Status", metav1.ConditionFalse), HaveField("Reason", "DuplicateOfferID"),
 			HaveField("Message", ContainSubstring(ns+"/first"))))
 		Expect(k8sClient.Delete(ctx, offerObj(ns, "first", id, true))).To(Succeed())
@@ -275,9 +279,13 @@ func updateCode(ctx context.Context, ns, name string, mutate func(*trackingv1alp
 	return k8sClient.Update(ctx, &pc)
 }
 
-// withoutWebhooks runs f with the validating webhooks removed from the API
-// server — as when they are off or unreachable — and puts them back.
-func withoutWebhooks(ctx context.Context, f func()) {
+// createWithoutWebhooks creates obj, which the webhooks would refuse, with
+// the validating webhook configurations removed from the API server — as when
+// they are off or unreachable — and puts them back. It waits until the API
+// server has dropped them (a dry-run create of obj passes) before the one real
+// create, and until it enforces them again (a dry-run twin of obj under another
+// name is refused) before returning. Specs calling it must be Serial.
+func createWithoutWebhooks(ctx context.Context, obj client.Object) {
 	GinkgoHelper()
 	var list admissionregistrationv1.ValidatingWebhookConfigurationList
 	Expect(k8sClient.List(ctx, &list)).To(Succeed())
@@ -285,12 +293,33 @@ func withoutWebhooks(ctx context.Context, f func()) {
 	for i := range list.Items {
 		Expect(k8sClient.Delete(ctx, &list.Items[i])).To(Succeed())
 	}
-	defer func() {
-		for i := range saved {
-			w := saved[i]
-			w.ResourceVersion, w.UID, w.CreationTimestamp = "", "", metav1.Time{}
-			Expect(k8sClient.Create(ctx, &w)).To(Succeed())
-		}
-	}()
-	f()
+	Eventually(func() error { return k8sClient.Create(ctx, obj.DeepCopyObject().(client.Object), client.DryRunAll) }).
+		WithTimeout(20 * time.Second).Should(Succeed())
+	Expect(k8sClient.Create(ctx, obj)).To(Succeed())
+	for i := range saved {
+		w := saved[i]
+		w.ResourceVersion, w.UID, w.CreationTimestamp = "", "", metav1.Time{}
+		Expect(k8sClient.Create(ctx, &w)).To(Succeed())
+	}
+	twin := obj.DeepCopyObject().(client.Object)
+	twin.SetName(obj.GetName() + "-twin")
+	twin.SetResourceVersion("")
+	twin.SetUID("")
+	twin.SetCreationTimestamp(metav1.Time{})
+	Eventually(func() error { return k8sClient.Create(ctx, twin.DeepCopyObject().(client.Object), client.DryRunAll) }).
+		WithTimeout(20 * time.Second).Should(MatchError(ContainSubstring("denied the request")))
+}
+
+// touchCode writes an annotation on a PromoCode, so its reconciler runs again
+// (the injected clock moved; nothing else would wake it before its requeue).
+func touchCode(ctx context.Context, ns, name string) {
+	GinkgoHelper()
+	Eventually(func() error {
+		return updateCode(ctx, ns, name, func(pc *trackingv1alpha1.PromoCode) {
+			if pc.Annotations == nil {
+				pc.Annotations = map[string]string{}
+			}
+			pc.Annotations["test/touched"] = time.Now().Format(time.RFC3339Nano)
+		})
+	}).Should(Succeed())
 }

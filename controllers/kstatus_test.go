@@ -61,14 +61,14 @@ var _ = Describe("kstatus health", func() {
 		Eventually(kstatusOf(scheduled)).Should(current)
 	})
 
-	It("reads a rejected code as Failed, saying why, and as Current once it holds the code", func() {
+	It("reads a rejected code as Failed, saying why, and as Current once it holds the code", Serial, func() {
 		code := uniqueCode("KSR")
 		Expect(k8sClient.Create(ctx, offerObj(ns, "summer", uniqueID(), true))).To(Succeed())
 		holder := codeObj(ns, "holder", code, "summer", 42)
 		Expect(k8sClient.Create(ctx, holder)).To(Succeed())
 		expectState(ctx, ns, "holder", trackingv1alpha1.StateActive)
 		intruder := codeObj(ns, "intruder", code, "summer", 7)
-		withoutWebhooks(ctx, func() { Expect(k8sClient.Create(ctx, intruder)).To(Succeed()) })
+		createWithoutWebhooks(ctx, intruder)
 		expectState(ctx, ns, "intruder", trackingv1alpha1.StateRejected)
 		Eventually(kstatusOf(intruder)).Should(And(failed,
 			HaveField("Message", And(ContainSubstring("affiliate 42"), ContainSubstring(ns+"/holder")))))
@@ -82,13 +82,13 @@ var _ = Describe("kstatus health", func() {
 		Expect(condition(pc.Status.Conditions, trackingv1alpha1.ConditionStalled).Type).To(BeEmpty(), "Stalled is removed once the code is accepted")
 	})
 
-	It("reads an Offer whose id an older Offer owns as Failed, and one waiting for its token Secret as InProgress", func() {
+	It("reads an Offer whose id an older Offer owns as Failed, and one waiting for its token Secret as InProgress", Serial, func() {
 		id := uniqueID()
 		first := offerObj(ns, "first", id, true)
 		Expect(k8sClient.Create(ctx, first)).To(Succeed())
 		Eventually(kstatusOf(first)).Should(current)
 		second := offerObj(ns, "second", id, true)
-		withoutWebhooks(ctx, func() { Expect(k8sClient.Create(ctx, second)).To(Succeed()) })
+		createWithoutWebhooks(ctx, second)
 		Eventually(kstatusOf(second)).Should(And(failed, HaveField("Message", ContainSubstring(ns+"/first"))))
 
 		vip := offerObj(ns, "vip", uniqueID(), true)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -74,7 +75,8 @@ var _ = BeforeSuite(func() {
 	cancel = c
 	Expect(kube.SetupIndexes(ctx, mgr.GetFieldIndexer())).To(Succeed())
 	Expect((&OfferReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("offer-controller"), MaxConcurrentReconciles: 2}).SetupWithManager(mgr)).To(Succeed())
-	Expect((&PromoCodeReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("promocode-controller"), MaxConcurrentReconciles: 2}).SetupWithManager(mgr)).To(Succeed())
+	Expect((&PromoCodeReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("promocode-controller"), MaxConcurrentReconciles: 2,
+		Now: clock.now}).SetupWithManager(mgr)).To(Succeed())
 	Expect(SetupWebhooks(mgr)).To(Succeed())
 	go func() {
 		defer GinkgoRecover()
@@ -90,6 +92,28 @@ var _ = BeforeSuite(func() {
 		return conn.Close()
 	}).WithTimeout(30 * time.Second).Should(Succeed())
 })
+
+// clock is the PromoCode reconciler's injected clock: the real time until a
+// (Serial) spec sets it.
+var clock testClock
+
+type testClock struct {
+	mu sync.Mutex
+	at time.Time
+}
+
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.at.IsZero() {
+		return time.Now()
+	}
+	return c.at
+}
+
+func (c *testClock) set(t time.Time) { c.mu.Lock(); c.at = t; c.mu.Unlock() }
+
+func (c *testClock) reset() { c.set(time.Time{}) }
 
 var _ = AfterSuite(func() {
 	if cancel != nil {
