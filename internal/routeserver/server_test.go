@@ -102,50 +102,93 @@ func code(ns, name, c, offer string, affiliate int64) *trackingv1alpha1.PromoCod
 		Spec: trackingv1alpha1.PromoCodeSpec{Code: c, OfferRef: trackingv1alpha1.LocalOfferReference{Name: offer}, AffiliateID: affiliate}}
 }
 
+// stream reads the route stream line by line in the background, so a read
+// has a deadline (next fails after readTimeout instead of hanging).
 type stream struct {
-	sc   *bufio.Scanner
-	resp *http.Response
+	lines chan []byte
+	err   error // set before lines is closed
+	resp  *http.Response
+}
+
+const readTimeout = 15 * time.Second
+
+func newStream(resp *http.Response) *stream {
+	s := &stream{lines: make(chan []byte, 16), resp: resp}
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 64<<20)
+		for sc.Scan() {
+			s.lines <- append([]byte(nil), sc.Bytes()...)
+		}
+		s.err = sc.Err()
+		close(s.lines)
+	}()
+	return s
+}
+
+// eventually polls cond every interval until it reports done, and fails the
+// test with cond's last description after timeout: the one polling helper of
+// these tests.
+func eventually(t *testing.T, timeout, interval time.Duration, cond func() (done bool, why string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		done, why := cond()
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %s", timeout, why)
+		}
+		time.Sleep(interval)
+	}
 }
 
 func connect(t *testing.T) *stream { return connectTo(t, base) }
 
 func connectTo(t *testing.T, base string) *stream {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var s *stream
+	eventually(t, 30*time.Second, 50*time.Millisecond, func() (bool, string) {
 		req, _ := http.NewRequest(http.MethodGet, base+"/v1/routes", nil)
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)
-		if err == nil && resp.StatusCode == http.StatusOK {
-			sc := bufio.NewScanner(resp.Body)
-			sc.Buffer(make([]byte, 1<<20), 64<<20)
-			t.Cleanup(func() { _ = resp.Body.Close() })
-			return &stream{sc: sc, resp: resp}
+		if err != nil {
+			return false, fmt.Sprintf("route server not serving: %v", err)
 		}
-		if err == nil {
+		if resp.StatusCode != http.StatusOK {
 			_ = resp.Body.Close()
+			return false, fmt.Sprintf("route server not serving: %s", resp.Status)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("route server not serving: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		t.Cleanup(func() { _ = resp.Body.Close() })
+		s = newStream(resp)
+		return true, ""
+	})
+	return s
 }
 
-// next returns the next non-heartbeat message.
+// next returns the next non-heartbeat message, failing after readTimeout.
 func (s *stream) next(t *testing.T) Message {
 	t.Helper()
-	for s.sc.Scan() {
-		var m Message
-		if err := json.Unmarshal(s.sc.Bytes(), &m); err != nil {
-			t.Fatal(err)
-		}
-		if m.Type != "heartbeat" {
-			return m
+	timeout := time.NewTimer(readTimeout)
+	defer timeout.Stop()
+	for {
+		select {
+		case line, ok := <-s.lines:
+			if !ok {
+				t.Fatalf("stream ended: %v", s.err)
+			}
+			var m Message
+			if err := json.Unmarshal(line, &m); err != nil {
+				t.Fatal(err)
+			}
+			if m.Type != "heartbeat" {
+				return m
+			}
+		case <-timeout.C:
+			t.Fatalf("no message within %s", readTimeout)
 		}
 	}
-	t.Fatalf("stream ended: %v", s.sc.Err())
-	return Message{}
 }
 
 func mustCreate(t *testing.T, objs ...client.Object) {
@@ -183,19 +226,15 @@ func TestSnapshotThenDeltas(t *testing.T) {
 	// come from separate informers), then open a stream.
 	var s *stream
 	var snap Message
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	eventually(t, 30*time.Second, 100*time.Millisecond, func() (bool, string) {
 		s = connect(t)
 		snap = s.next(t)
 		if snap.Type == "snapshot" && routes(routing.NewTable(*snap.Snapshot), "PROMO22") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("snapshot never had PROMO22: %+v", snap)
+			return true, ""
 		}
 		_ = s.resp.Body.Close()
-		time.Sleep(100 * time.Millisecond)
-	}
+		return false, fmt.Sprintf("snapshot never had PROMO22: %+v", snap)
+	})
 	table := routing.NewTable(*snap.Snapshot)
 	if table.Offer("routes/summer") == nil || !table.Offer("routes/summer").Enabled {
 		t.Fatalf("offer missing or disabled in snapshot")
@@ -272,18 +311,18 @@ func TestSnapshotThenDeltas(t *testing.T) {
 // group alone would then see that offer's delta as a surprise.
 func snapshotWith(t *testing.T, base, folded string) (*stream, *routing.Table) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		s := connectTo(t, base)
+	var s *stream
+	var tb *routing.Table
+	eventually(t, 30*time.Second, 100*time.Millisecond, func() (bool, string) {
+		s = connectTo(t, base)
 		if m := s.next(t); m.Type == "snapshot" && routes(routing.NewTable(*m.Snapshot), folded) {
-			return s, routing.NewTable(*m.Snapshot)
+			tb = routing.NewTable(*m.Snapshot)
+			return true, ""
 		}
 		_ = s.resp.Body.Close()
-		if time.Now().After(deadline) {
-			t.Fatalf("no snapshot with %s", folded)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return false, "no snapshot with " + folded
+	})
+	return s, tb
 }
 
 func routes(tb *routing.Table, folded string) bool {
@@ -346,9 +385,9 @@ func TestLoneChangeIsPublishedAtOnce(t *testing.T) {
 	msgs := make(chan Message, 16)
 	go func() {
 		defer close(msgs)
-		for s.sc.Scan() {
+		for line := range s.lines {
 			var m Message
-			if json.Unmarshal(s.sc.Bytes(), &m) == nil && m.Type == "delta" {
+			if json.Unmarshal(line, &m) == nil && m.Type == "delta" {
 				msgs <- m
 			}
 		}
