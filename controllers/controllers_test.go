@@ -15,24 +15,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
+	"promocodes.dev/promo-operator/internal/testutil/fixtures"
 )
 
 func offerObj(ns, name string, id int64, enabled bool) *trackingv1alpha1.Offer {
-	return &trackingv1alpha1.Offer{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: trackingv1alpha1.OfferSpec{ID: id, Title: name,
-			Tracking: trackingv1alpha1.Tracking{PromoCodes: trackingv1alpha1.PromoCodeTracking{Enabled: enabled}},
-			Goals: []trackingv1alpha1.Goal{
-				{ID: 1, Alias: "sale", Default: true, Payout: trackingv1alpha1.Money{Percent: ptr.To("10")}, Revenue: trackingv1alpha1.Money{Fixed: ptr.To("8.00")}},
-			}},
-	}
+	return fixtures.Offer(ns, name, id, enabled)
 }
 
 func codeObj(ns, name, code, offer string, affiliate int64) *trackingv1alpha1.PromoCode {
-	return &trackingv1alpha1.PromoCode{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec:       trackingv1alpha1.PromoCodeSpec{Code: code, OfferRef: trackingv1alpha1.LocalOfferReference{Name: offer}, AffiliateID: affiliate},
-	}
+	return fixtures.PromoCode(ns, name, code, offer, affiliate)
 }
 
 // uniqueID gives each spec its own offer ids: Offer ids are cluster-wide.

@@ -19,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -29,6 +28,7 @@ import (
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
 	"promocodes.dev/promo-operator/internal/kube"
 	"promocodes.dev/promo-operator/internal/routing"
+	"promocodes.dev/promo-operator/internal/testutil/fixtures"
 )
 
 var (
@@ -92,14 +92,11 @@ func freeAddr() (string, error) {
 }
 
 func offer(ns, name string, id int64, enabled bool) *trackingv1alpha1.Offer {
-	return &trackingv1alpha1.Offer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: trackingv1alpha1.OfferSpec{ID: id, Currency: "USD", Tracking: trackingv1alpha1.Tracking{PromoCodes: trackingv1alpha1.PromoCodeTracking{Enabled: enabled}},
-			Goals: []trackingv1alpha1.Goal{{ID: 1, Alias: "sale", Default: true, Payout: trackingv1alpha1.Money{Percent: ptr.To("10")}, Revenue: trackingv1alpha1.Money{Fixed: ptr.To("8.00")}}}}}
+	return fixtures.Offer(ns, name, id, enabled)
 }
 
 func code(ns, name, c, offer string, affiliate int64) *trackingv1alpha1.PromoCode {
-	return &trackingv1alpha1.PromoCode{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: trackingv1alpha1.PromoCodeSpec{Code: c, OfferRef: trackingv1alpha1.LocalOfferReference{Name: offer}, AffiliateID: affiliate}}
+	return fixtures.PromoCode(ns, name, c, offer, affiliate)
 }
 
 // stream reads the route stream line by line in the background, so a read
