@@ -46,7 +46,8 @@ func (r *OfferReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("deciding Offer %s: %w", req.NamespacedName, err)
 	}
-	before := offer.Status.DeepCopy()
+	orig := offer.DeepCopy()
+	before := &orig.Status
 	wasReady := meta.IsStatusConditionTrue(offer.Status.Conditions, trackingv1alpha1.ConditionReady)
 	status := metav1.ConditionFalse
 	if v.Ready {
@@ -64,7 +65,9 @@ func (r *OfferReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if equality.Semantic.DeepEqual(before, &offer.Status) {
 		return ctrl.Result{}, nil
 	}
-	if err := r.Status().Update(ctx, &offer); err != nil {
+	// A patch, not an update: a status decided from a cache a write behind
+	// must not fail on the resourceVersion (the next event reconciles again).
+	if err := r.Status().Patch(ctx, &offer, client.MergeFrom(orig)); err != nil {
 		return ctrl.Result{}, fmt.Errorf("updating Offer %s status: %w", req.NamespacedName, err)
 	}
 	if wasReady != v.Ready || len(before.Conditions) == 0 {

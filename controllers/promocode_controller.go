@@ -63,7 +63,8 @@ func (r *PromoCodeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	}
 	st := routing.StatusOf(claim, verdict, offer, now)
 
-	before := pc.Status.DeepCopy()
+	orig := pc.DeepCopy()
+	before := &orig.Status
 	state := kube.State(st.State)
 	pc.Status.State, pc.Status.OfferID, pc.Status.ObservedGeneration = state, st.OfferID, pc.Generation
 	for _, c := range []metav1.Condition{kube.Condition(st.Accepted), kube.Condition(st.Ready)} {
@@ -79,7 +80,8 @@ func (r *PromoCodeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if equality.Semantic.DeepEqual(before, &pc.Status) {
 		return result, nil
 	}
-	if err := r.Status().Update(ctx, &pc); err != nil {
+	// A patch, not an update: no conflict on a resourceVersion a stale cache held.
+	if err := r.Status().Patch(ctx, &pc, client.MergeFrom(orig)); err != nil {
 		return ctrl.Result{}, fmt.Errorf("updating PromoCode %s status: %w", req.NamespacedName, err)
 	}
 	if before.State != state {

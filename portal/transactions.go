@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"promocodes.dev/promo-operator/internal/pgrole"
 	"promocodes.dev/promo-operator/internal/routing"
 )
 
@@ -322,13 +322,5 @@ func ReadOnly(cfg *pgxpool.Config) {
 // the variables role and password) into statements pgx can run, so the
 // development stack and the tests apply the very file operators run with psql.
 func ReadOnlyRoleSQL(script, role, password string) []string {
-	script = strings.ReplaceAll(script, `:"role"`, pgx.Identifier{role}.Sanitize())
-	script = strings.ReplaceAll(script, `:'password'`, "'"+strings.ReplaceAll(password, "'", "''")+"'")
-	var stmts []string
-	for _, line := range strings.Split(script, "\n") {
-		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "--") {
-			stmts = append(stmts, strings.TrimSuffix(line, ";"))
-		}
-	}
-	return stmts
+	return pgrole.ReadOnlySQL(script, role, password)
 }

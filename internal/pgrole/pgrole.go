@@ -1,8 +1,7 @@
 // Package pgrole renders config/portal/readonly-role.sql (psql syntax, with
 // the variables role and password) into statements pgx can run, so the
 // development stack applies the very file operators run with psql without
-// importing the portal. (portal.ReadOnlyRoleSQL is the same rendering; the
-// portal may delegate here.)
+// importing the portal (portal.ReadOnlyRoleSQL delegates here).
 package pgrole
 
 import (
