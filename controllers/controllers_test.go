@@ -310,7 +310,7 @@ func expectRefused(ctx context.Context, obj client.Object, says ...string) {
 		matchers[i] = ContainSubstring(s)
 	}
 	Eventually(func() error { return k8sClient.Create(ctx, obj.DeepCopyObject().(client.Object), client.DryRunAll) }).
-		Should(MatchError(And(matchers...)))
+		WithTimeout(15 * time.Second).Should(MatchError(And(matchers...)))
 	Expect(k8sClient.Create(ctx, obj)).To(MatchError(And(matchers...)))
 }
 
