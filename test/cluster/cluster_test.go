@@ -32,6 +32,7 @@ import (
 
 	"promocodes.dev/promo-operator/internal/devstack"
 	"promocodes.dev/promo-operator/internal/loadgen"
+	"promocodes.dev/promo-operator/internal/testutil/fixtures"
 )
 
 const system = "promo-system"
@@ -166,31 +167,6 @@ func namespace(t *testing.T, name string) {
 	apply(t, fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata: {name: %s}\n", name))
 }
 
-func offerYAML(ns, name string, id int64, enabled bool) string {
-	return fmt.Sprintf(`apiVersion: tracking.promocodes.dev/v1alpha1
-kind: Offer
-metadata: {name: %s, namespace: %s}
-spec:
-  id: %d
-  title: %s
-  currency: EUR
-  tracking: {promoCodes: {enabled: %t}}
-  goals:
-  - {id: 1, alias: sale, name: Sale, default: true, payout: {percent: "10"}, revenue: {fixed: "8.00"}, status: approved}
-`, name, ns, id, name, enabled)
-}
-
-func codeYAML(ns, name, code, offer string, affiliate int64) string {
-	return fmt.Sprintf(`apiVersion: tracking.promocodes.dev/v1alpha1
-kind: PromoCode
-metadata: {name: %s, namespace: %s}
-spec:
-  code: %s
-  offerRef: {name: %s}
-  affiliateID: %d
-`, name, ns, code, offer, affiliate)
-}
-
 func track(t *testing.T, kv ...string) devstack.Reply {
 	t.Helper()
 	p := url.Values{}
@@ -250,8 +226,8 @@ func jsonpath(t *testing.T, kind, name, ns, path string) string {
 func TestDeployedStory(t *testing.T) {
 	const ns = "cl-story"
 	namespace(t, ns)
-	apply(t, offerYAML(ns, "story", 501, true))
-	apply(t, codeYAML(ns, "story22", "STORY22", "story", 11))
+	apply(t, fixtures.OfferYAML(ns, "story", 501, true))
+	apply(t, fixtures.PromoCodeYAML(ns, "story22", "STORY22", "story", 11, ""))
 	servable(t, "STORY22", 501)
 
 	r := track(t, "code", "story22", "amount", "20", "adv_order_id", "cl-story-1-"+run)
@@ -290,7 +266,7 @@ func TestDeployedStory(t *testing.T) {
 		t.Fatalf("pixel: %d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), resp.Header.Get("X-Promo-Status"))
 	}
 
-	apply(t, offerYAML(ns, "story", 501, false))
+	apply(t, fixtures.OfferYAML(ns, "story", 501, false))
 	wantReason(t, "offer disabled", "code_not_active", "code", "STORY22", "offer_id", "501")
 	eventually(t, "kubectl shows Inactive", time.Minute, func() string {
 		if s := jsonpath(t, "promocode", "story22", ns, "{.status.state}"); s != "Inactive" {
@@ -298,13 +274,13 @@ func TestDeployedStory(t *testing.T) {
 		}
 		return ""
 	})
-	apply(t, offerYAML(ns, "story", 501, true))
+	apply(t, fixtures.OfferYAML(ns, "story", 501, true))
 	servable(t, "STORY22", 501)
 
 	// The webhook, served by the manager pods behind their Service, refuses
 	// another affiliate's code and names the holder.
-	apply(t, offerYAML(ns, "rival", 502, true))
-	out, err := kubectlCtx(ctxFor(t, time.Minute), strings.NewReader(codeYAML(ns, "stolen", "story22", "rival", 99)), "apply", "-f", "-")
+	apply(t, fixtures.OfferYAML(ns, "rival", 502, true))
+	out, err := kubectlCtx(ctxFor(t, time.Minute), strings.NewReader(fixtures.PromoCodeYAML(ns, "stolen", "story22", "rival", 99, "")), "apply", "-f", "-")
 	if err == nil || !strings.Contains(out, "belongs to affiliate 11") || !strings.Contains(out, ns+"/story22") {
 		t.Fatalf("the webhook should refuse another affiliate's code, naming the holder: %v %s", err, out)
 	}
@@ -318,13 +294,13 @@ func TestDeployedStory(t *testing.T) {
 	saved := kubectl(t, "get", vwc, "-o", "json")
 	kubectl(t, "delete", vwc)
 	eventually(t, "the API server drops the webhook", time.Minute, func() string {
-		out, err := kubectlCtx(ctxFor(t, time.Minute), strings.NewReader(codeYAML(ns, "probe-loser", "story22", "rival", 98)), "create", "--dry-run=server", "-f", "-")
+		out, err := kubectlCtx(ctxFor(t, time.Minute), strings.NewReader(fixtures.PromoCodeYAML(ns, "probe-loser", "story22", "rival", 98, "")), "create", "--dry-run=server", "-f", "-")
 		if err != nil {
 			return out
 		}
 		return ""
 	})
-	apply(t, codeYAML(ns, "next", "story22", "rival", 12))
+	apply(t, fixtures.PromoCodeYAML(ns, "next", "story22", "rival", 12, ""))
 	restoreWebhook(t, saved)
 	eventually(t, "the loser is Rejected", time.Minute, func() string {
 		if s := jsonpath(t, "promocode", "next", ns, "{.status.state}"); s != "Rejected" {
@@ -362,7 +338,7 @@ func restoreWebhook(t *testing.T, saved string) {
 		t.Fatal(err)
 	}
 	eventually(t, "the webhook is enforced again", time.Minute, func() string {
-		out, err := kubectlCtx(ctxFor(t, time.Minute), strings.NewReader(codeYAML("cl-story", "probe-loser", "story22", "rival", 98)), "create", "--dry-run=server", "-f", "-")
+		out, err := kubectlCtx(ctxFor(t, time.Minute), strings.NewReader(fixtures.PromoCodeYAML("cl-story", "probe-loser", "story22", "rival", 98, "")), "create", "--dry-run=server", "-f", "-")
 		if err == nil {
 			return "a conflicting code is still admitted"
 		}
@@ -468,8 +444,8 @@ func loadCode(t *testing.T) string {
 	t.Helper()
 	const ns = "cl-load"
 	namespace(t, ns)
-	apply(t, offerYAML(ns, "load", 601, true))
-	apply(t, codeYAML(ns, "load1", "LOAD1", "load", 21))
+	apply(t, fixtures.OfferYAML(ns, "load", 601, true))
+	apply(t, fixtures.PromoCodeYAML(ns, "load1", "LOAD1", "load", 21, ""))
 	servable(t, "LOAD1", 601)
 	return "LOAD1"
 }
@@ -517,7 +493,7 @@ func TestManagerFailover(t *testing.T) {
 	kubectl(t, "delete", "pod", old, "-n", system, "--wait=false")
 	// Applied at once: the other replica's webhook must answer.
 	applyStart := time.Now()
-	apply(t, codeYAML("cl-load", "failover1", "FAILOVER1", "load", 21))
+	apply(t, fixtures.PromoCodeYAML("cl-load", "failover1", "FAILOVER1", "load", 21, ""))
 	admitted := time.Since(applyStart)
 	var newLeader string
 	elected := eventually(t, "a new leader", 2*time.Minute, func() string {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"promocodes.dev/promo-operator/internal/testutil/fixtures"
 )
 
 // TestPodSecurity: promo-system enforces the restricted profile, every pod of
@@ -121,8 +123,8 @@ func TestNetworkPolicy(t *testing.T) {
 	})
 
 	namespace(t, "cl-np")
-	apply(t, offerYAML("cl-np", "np", 701, true))
-	apply(t, codeYAML("cl-np", "np1", "NETPOL1", "np", 31))
+	apply(t, fixtures.OfferYAML("cl-np", "np", 701, true))
+	apply(t, fixtures.PromoCodeYAML("cl-np", "np1", "NETPOL1", "np", 31, ""))
 	took := servable(t, "NETPOL1", 701)
 	fmt.Printf("cluster: network-policy stranger->routes %q; without the policy %q; stranger->metrics %q; trackers synced a new code in %s\n",
 		denied, open, reached, took.Round(10*time.Millisecond))

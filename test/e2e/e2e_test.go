@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"promocodes.dev/promo-operator/internal/devstack"
+	"promocodes.dev/promo-operator/internal/testutil/fixtures"
 )
 
 var (
@@ -106,32 +107,6 @@ func namespace(t *testing.T, name string) {
 	apply(t, fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata: {name: %s}\n", name))
 }
 
-func offerYAML(ns, name string, id int64, enabled bool) string {
-	return fmt.Sprintf(`apiVersion: tracking.promocodes.dev/v1alpha1
-kind: Offer
-metadata: {name: %s, namespace: %s}
-spec:
-  id: %d
-  title: %s
-  currency: EUR
-  tracking: {promoCodes: {enabled: %t}}
-  goals:
-  - {id: 1, alias: sale, name: Sale, default: true, payout: {percent: "10"}, revenue: {fixed: "8.00"}, status: approved}
-  - {id: 2, alias: lead, name: Lead, payout: {fixed: "1.50"}, revenue: {fixed: "2.00"}, status: pending}
-`, name, ns, id, name, enabled)
-}
-
-func codeYAML(ns, name, code, offer string, affiliate int64, extra string) string {
-	return fmt.Sprintf(`apiVersion: tracking.promocodes.dev/v1alpha1
-kind: PromoCode
-metadata: {name: %s, namespace: %s}
-spec:
-  code: %s
-  offerRef: {name: %s}
-  affiliateID: %d
-%s`, name, ns, code, offer, affiliate, extra)
-}
-
 func track(t *testing.T, trackerURL string, kv ...string) devstack.Reply {
 	t.Helper()
 	p := url.Values{}
@@ -192,17 +167,17 @@ func conversion(t *testing.T, id string) row {
 
 func TestApplyPostbackPixelAndEdits(t *testing.T) {
 	namespace(t, "e2e-shop")
-	apply(t, offerYAML("e2e-shop", "spring", 101, true)+"---\n"+offerYAML("e2e-shop", "autumn", 102, true))
+	apply(t, fixtures.OfferYAML("e2e-shop", "spring", 101, true)+"---\n"+fixtures.OfferYAML("e2e-shop", "autumn", 102, true))
 
 	start := time.Now()
-	apply(t, codeYAML("e2e-shop", "spring22", "SPRING22", "spring", 4242, "  description: 22% off\n"))
+	apply(t, fixtures.PromoCodeYAML("e2e-shop", "spring22", "SPRING22", "spring", 4242, "  description: 22% off\n"))
 	if err := devstack.WaitServable(ctxFor(t), trackerURL(), "SPRING22", 0); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("kubectl apply -> servable at the tracker: %s", time.Since(start).Round(time.Millisecond))
 
 	// The same affiliate reuses the code on another offer.
-	apply(t, codeYAML("e2e-shop", "spring22-autumn", "spring22", "autumn", 4242, ""))
+	apply(t, fixtures.PromoCodeYAML("e2e-shop", "spring22-autumn", "spring22", "autumn", 4242, ""))
 	if err := devstack.WaitServable(ctxFor(t), trackerURL(), "SPRING22", 102); err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +230,7 @@ func TestApplyPostbackPixelAndEdits(t *testing.T) {
 
 	// Editing the dates: a future start makes the code inactive; removing it restores it.
 	future := time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)
-	apply(t, codeYAML("e2e-shop", "spring22", "SPRING22", "spring", 4242, "  startDate: \""+future+"\"\n"))
+	apply(t, fixtures.PromoCodeYAML("e2e-shop", "spring22", "SPRING22", "spring", 4242, "  startDate: \""+future+"\"\n"))
 	wantReason(t, "scheduled code", "code_not_active", "code", "SPRING22", "offer_id", "101", "goal_alias", devstack.ProbeGoalAlias)
 	eventually(t, "kubectl shows Scheduled", func() string {
 		out := kubectl(t, "get", "promocode", "spring22", "-n", "e2e-shop")
@@ -266,11 +241,11 @@ func TestApplyPostbackPixelAndEdits(t *testing.T) {
 	})
 	// Without offer_id the other, still active, reuse now takes the conversion.
 	wantReason(t, "fallback to the active reuse", "unknown_goal", "code", "SPRING22", "goal_alias", devstack.ProbeGoalAlias)
-	apply(t, codeYAML("e2e-shop", "spring22", "SPRING22", "spring", 4242, ""))
+	apply(t, fixtures.PromoCodeYAML("e2e-shop", "spring22", "SPRING22", "spring", 4242, ""))
 	wantReason(t, "dates removed", "unknown_goal", "code", "SPRING22", "offer_id", "101", "goal_alias", devstack.ProbeGoalAlias)
 
 	// Disabling promo codes on the offer deactivates its codes; re-enabling restores them.
-	apply(t, offerYAML("e2e-shop", "spring", 101, false))
+	apply(t, fixtures.OfferYAML("e2e-shop", "spring", 101, false))
 	wantReason(t, "offer disabled", "code_not_active", "code", "SPRING22", "offer_id", "101", "goal_alias", devstack.ProbeGoalAlias)
 	eventually(t, "kubectl shows Inactive", func() string {
 		out := kubectl(t, "get", "promocode", "spring22", "-n", "e2e-shop", "-o", "jsonpath={.status.state}")
@@ -279,7 +254,7 @@ func TestApplyPostbackPixelAndEdits(t *testing.T) {
 		}
 		return out
 	})
-	apply(t, offerYAML("e2e-shop", "spring", 101, true))
+	apply(t, fixtures.OfferYAML("e2e-shop", "spring", 101, true))
 	wantReason(t, "offer re-enabled", "unknown_goal", "code", "SPRING22", "offer_id", "101", "goal_alias", devstack.ProbeGoalAlias)
 
 	// Deleting a code removes it from the tracker.
@@ -290,13 +265,13 @@ func TestApplyPostbackPixelAndEdits(t *testing.T) {
 func TestConflictingCodeIsRefused(t *testing.T) {
 	namespace(t, "e2e-a")
 	namespace(t, "e2e-b")
-	apply(t, offerYAML("e2e-a", "offer-a", 201, true))
-	apply(t, offerYAML("e2e-b", "offer-b", 202, true))
-	apply(t, codeYAML("e2e-a", "owned", "OWNED1", "offer-a", 1, ""))
+	apply(t, fixtures.OfferYAML("e2e-a", "offer-a", 201, true))
+	apply(t, fixtures.OfferYAML("e2e-b", "offer-b", 202, true))
+	apply(t, fixtures.PromoCodeYAML("e2e-a", "owned", "OWNED1", "offer-a", 1, ""))
 	if err := devstack.WaitServable(ctxFor(t), trackerURL(), "OWNED1", 0); err != nil {
 		t.Fatal(err)
 	}
-	out, err := stack.Kubectl(ctxFor(t), strings.NewReader(codeYAML("e2e-b", "stolen", "owned1", "offer-b", 2, "")), "apply", "-f", "-")
+	out, err := stack.Kubectl(ctxFor(t), strings.NewReader(fixtures.PromoCodeYAML("e2e-b", "stolen", "owned1", "offer-b", 2, "")), "apply", "-f", "-")
 	if err == nil {
 		t.Fatalf("another affiliate's code was admitted: %s", out)
 	}
@@ -307,7 +282,7 @@ func TestConflictingCodeIsRefused(t *testing.T) {
 	wantReason(t, "owner keeps the code", "code_not_on_offer", "code", "OWNED1", "offer_id", "202", "goal_alias", devstack.ProbeGoalAlias)
 
 	// A malformed code is refused by the API server with a clear message.
-	out, err = stack.Kubectl(ctxFor(t), strings.NewReader(codeYAML("e2e-a", "bad", "OWNED-1", "offer-a", 1, "")), "apply", "-f", "-")
+	out, err = stack.Kubectl(ctxFor(t), strings.NewReader(fixtures.PromoCodeYAML("e2e-a", "bad", "OWNED-1", "offer-a", 1, "")), "apply", "-f", "-")
 	if err == nil || !strings.Contains(out, "Latin letters") {
 		t.Fatalf("malformed code: %v %s", err, out)
 	}
@@ -326,8 +301,8 @@ func TestConflictingCodeIsRefused(t *testing.T) {
 // resync when it returns.
 func TestManagerDown(t *testing.T) {
 	namespace(t, "e2e-ha")
-	apply(t, offerYAML("e2e-ha", "steady", 301, true))
-	apply(t, codeYAML("e2e-ha", "steady1", "STEADY1", "steady", 9, ""))
+	apply(t, fixtures.OfferYAML("e2e-ha", "steady", 301, true))
+	apply(t, fixtures.PromoCodeYAML("e2e-ha", "steady1", "STEADY1", "steady", 9, ""))
 	if err := devstack.WaitServable(ctxFor(t), trackerURL(), "STEADY1", 0); err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +343,7 @@ func TestManagerDown(t *testing.T) {
 	if err := stack.StartManager(ctxFor(t)); err != nil {
 		t.Fatal(err)
 	}
-	apply(t, codeYAML("e2e-ha", "after1", "AFTER1", "steady", 9, ""))
+	apply(t, fixtures.PromoCodeYAML("e2e-ha", "after1", "AFTER1", "steady", 9, ""))
 	for _, u := range []string{trackerURL(), t2.URL} {
 		if err := devstack.WaitServable(ctxFor(t), u, "AFTER1", 0); err != nil {
 			t.Fatal(err)
@@ -382,8 +357,8 @@ func TestManagerDown(t *testing.T) {
 
 func TestReplyReasons(t *testing.T) {
 	namespace(t, "e2e-r")
-	apply(t, offerYAML("e2e-r", "reasons", 401, true))
-	apply(t, codeYAML("e2e-r", "r1", "REASON1", "reasons", 3, ""))
+	apply(t, fixtures.OfferYAML("e2e-r", "reasons", 401, true))
+	apply(t, fixtures.PromoCodeYAML("e2e-r", "r1", "REASON1", "reasons", 3, ""))
 	if err := devstack.WaitServable(ctxFor(t), trackerURL(), "REASON1", 0); err != nil {
 		t.Fatal(err)
 	}
