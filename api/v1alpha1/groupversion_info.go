@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Package v1alpha1 contains the Offer and PromoCode API of promo-operator.
+// Package v1alpha1 contains the Offer, PromoCode, PromoCodeSet and Storefront API of promo-operator.
 // +kubebuilder:object:generate=true
 // +groupName=tracking.promocodes.dev
 package v1alpha1
@@ -37,7 +37,8 @@ var (
 )
 
 func addKnownTypes(s *runtime.Scheme) error {
-	s.AddKnownTypes(GroupVersion, &Offer{}, &OfferList{}, &PromoCode{}, &PromoCodeList{})
+	s.AddKnownTypes(GroupVersion, &Offer{}, &OfferList{}, &PromoCode{}, &PromoCodeList{},
+		&PromoCodeSet{}, &PromoCodeSetList{}, &Storefront{}, &StorefrontList{})
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
 }

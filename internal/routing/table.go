@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/maphash"
+	"log/slog"
 	"maps"
 	"reflect"
 	"slices"
@@ -129,17 +130,58 @@ type CodeGroup struct {
 
 // Snapshot is a whole table on the wire and on disk.
 type Snapshot struct {
-	Version string      `json:"version"`
-	Offers  []Offer     `json:"offers"`
-	Codes   []CodeGroup `json:"codes"`
+	Version     string       `json:"version"`
+	Offers      []Offer      `json:"offers"`
+	Codes       []CodeGroup  `json:"codes"`
+	Storefronts []Storefront `json:"storefronts,omitempty"`
 }
 
-// Delta changes a table: offers and code groups are replaced whole.
+// Delta changes a table: offers, code groups and storefronts are replaced whole.
 type Delta struct {
-	Version       string      `json:"version"`
-	Offers        []Offer     `json:"offers,omitempty"`
-	DeletedOffers []string    `json:"deletedOffers,omitempty"`
-	Codes         []CodeGroup `json:"codes,omitempty"`
+	Version            string       `json:"version"`
+	Offers             []Offer      `json:"offers,omitempty"`
+	DeletedOffers      []string     `json:"deletedOffers,omitempty"`
+	Codes              []CodeGroup  `json:"codes,omitempty"`
+	Storefronts        []Storefront `json:"storefronts,omitempty"`
+	DeletedStorefronts []string     `json:"deletedStorefronts,omitempty"`
+}
+
+// Storefront platforms (SPEC §8).
+const (
+	PlatformShopify     = "shopify"
+	PlatformWooCommerce = "woocommerce"
+)
+
+// Storefront is a Ready Storefront as trackers need it (SPEC §8): the shop
+// whose order webhooks a tracker accepts and the offers its codes are looked
+// up on. Secret is the raw signing secret, so it travels only on the
+// authenticated, TLS route stream and in the 0600 snapshot file; String and
+// LogValue never show it.
+type Storefront struct {
+	Ref       string   `json:"ref"`      // namespace/name of the Storefront
+	Platform  string   `json:"platform"` // PlatformShopify or PlatformWooCommerce
+	Shop      string   `json:"shop"`     // Shopify shop domain, or WooCommerce site URL
+	Secret    []byte   `json:"secret"`
+	OfferRefs []string `json:"offerRefs"`           // namespace/name of Offers, in lookup order
+	GoalAlias string   `json:"goalAlias,omitempty"` // empty: each offer's default goal
+	Amount    string   `json:"amount"`              // "subtotal" or "total"
+}
+
+// String shows a storefront without its secret.
+func (s Storefront) String() string {
+	return fmt.Sprintf("Storefront{%s %s %s offers=%v secret=[redacted]}", s.Ref, s.Platform, s.Shop, s.OfferRefs)
+}
+
+// LogValue keeps the secret out of structured logs.
+func (s Storefront) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("ref", s.Ref), slog.String("platform", s.Platform),
+		slog.String("shop", s.Shop), slog.Any("offerRefs", s.OfferRefs))
+}
+
+// Equal reports whether two storefronts are the same, secret included.
+func (s Storefront) Equal(o Storefront) bool {
+	return s.Ref == o.Ref && s.Platform == o.Platform && s.Shop == o.Shop && subtle.ConstantTimeCompare(s.Secret, o.Secret) == 1 &&
+		slices.Equal(s.OfferRefs, o.OfferRefs) && s.GoalAlias == o.GoalAlias && s.Amount == o.Amount
 }
 
 const shardCount = 256
@@ -149,8 +191,9 @@ var shardSeed = maphash.MakeSeed()
 // Table is an immutable routing table. Apply returns a new table sharing
 // untouched shards, so a delta costs the size of what it touches.
 type Table struct {
-	version string
-	offers  map[string]*Offer // by ref
+	version     string
+	offers      map[string]*Offer      // by ref
+	storefronts map[string]*Storefront // by ref
 	shards  [shardCount]map[string][]Entry
 	codes   int
 }
@@ -162,9 +205,13 @@ func shardOfBytes(b []byte) int { return int(maphash.Bytes(shardSeed, b) % shard
 
 // NewTable builds a table from a snapshot.
 func NewTable(s Snapshot) *Table {
-	t := &Table{version: s.Version, offers: make(map[string]*Offer, len(s.Offers))}
+	t := &Table{version: s.Version, offers: make(map[string]*Offer, len(s.Offers)),
+		storefronts: make(map[string]*Storefront, len(s.Storefronts))}
 	for i := range s.Offers {
 		t.offers[s.Offers[i].Ref] = &s.Offers[i]
+	}
+	for i := range s.Storefronts {
+		t.storefronts[s.Storefronts[i].Ref] = &s.Storefronts[i]
 	}
 	for i := range t.shards {
 		t.shards[i] = make(map[string][]Entry, len(s.Codes)/shardCount+1)
@@ -180,7 +227,7 @@ func NewTable(s Snapshot) *Table {
 
 // Apply returns a new table with d applied; t is unchanged.
 func (t *Table) Apply(d Delta) *Table {
-	n := &Table{version: d.Version, offers: t.offers, shards: t.shards, codes: t.codes}
+	n := &Table{version: d.Version, offers: t.offers, storefronts: t.storefronts, shards: t.shards, codes: t.codes}
 	if len(d.Offers) > 0 || len(d.DeletedOffers) > 0 {
 		n.offers = maps.Clone(t.offers)
 		for _, ref := range d.DeletedOffers {
@@ -189,6 +236,19 @@ func (t *Table) Apply(d Delta) *Table {
 		for i := range d.Offers {
 			o := d.Offers[i]
 			n.offers[o.Ref] = &o
+		}
+	}
+	if len(d.Storefronts) > 0 || len(d.DeletedStorefronts) > 0 {
+		n.storefronts = maps.Clone(t.storefronts)
+		if n.storefronts == nil {
+			n.storefronts = map[string]*Storefront{}
+		}
+		for _, ref := range d.DeletedStorefronts {
+			delete(n.storefronts, ref)
+		}
+		for i := range d.Storefronts {
+			sf := d.Storefronts[i]
+			n.storefronts[sf.Ref] = &sf
 		}
 	}
 	var cloned [shardCount]bool
@@ -232,12 +292,24 @@ func (t *Table) Changes(d Delta) Delta {
 			out.Codes = append(out.Codes, g)
 		}
 	}
+	for _, sf := range d.Storefronts {
+		if cur := t.storefronts[sf.Ref]; cur == nil || !cur.Equal(sf) {
+			out.Storefronts = append(out.Storefronts, sf)
+		}
+	}
+	for _, ref := range d.DeletedStorefronts {
+		if t.storefronts[ref] != nil {
+			out.DeletedStorefronts = append(out.DeletedStorefronts, ref)
+		}
+	}
 	return out
 }
 
-// Objects counts the offers, offer deletions and code groups d carries; a
-// delta of none changes nothing.
-func (d *Delta) Objects() int { return len(d.Offers) + len(d.DeletedOffers) + len(d.Codes) }
+// Objects counts the offers, code groups and storefronts d carries, deletions
+// included; a delta of none changes nothing.
+func (d *Delta) Objects() int {
+	return len(d.Offers) + len(d.DeletedOffers) + len(d.Codes) + len(d.Storefronts) + len(d.DeletedStorefronts)
+}
 
 // Equal reports whether two entries route the same way.
 func (e Entry) Equal(o Entry) bool {
@@ -252,6 +324,10 @@ func (t *Table) Snapshot() Snapshot {
 		s.Offers = append(s.Offers, *o)
 	}
 	slices.SortFunc(s.Offers, func(a, b Offer) int { return compareStrings(a.Ref, b.Ref) })
+	for _, sf := range t.storefronts {
+		s.Storefronts = append(s.Storefronts, *sf)
+	}
+	slices.SortFunc(s.Storefronts, func(a, b Storefront) int { return compareStrings(a.Ref, b.Ref) })
 	for i := range t.shards {
 		for f, es := range t.shards[i] {
 			s.Codes = append(s.Codes, CodeGroup{Folded: f, Entries: es})
@@ -285,6 +361,12 @@ func (t *Table) Group(folded string) []Entry { return t.shards[shardOf(folded)][
 
 // Offer returns an offer by namespace/name.
 func (t *Table) Offer(ref string) *Offer { return t.offers[ref] }
+
+// Storefront returns a Ready storefront by namespace/name, or nil.
+func (t *Table) Storefront(ref string) *Storefront { return t.storefronts[ref] }
+
+// Storefronts returns the number of storefronts.
+func (t *Table) Storefronts() int { return len(t.storefronts) }
 
 // Outcome is the result of a lookup: OK or why not, mapped by the tracker to
 // the reply of SPEC §3.
