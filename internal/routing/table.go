@@ -194,8 +194,8 @@ type Table struct {
 	version     string
 	offers      map[string]*Offer      // by ref
 	storefronts map[string]*Storefront // by ref
-	shards  [shardCount]map[string][]Entry
-	codes   int
+	shards      [shardCount]map[string][]Entry
+	codes       int
 }
 
 func shardOf(folded string) int { return int(maphash.String(shardSeed, folded) % shardCount) }
