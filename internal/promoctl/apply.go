@@ -36,7 +36,7 @@ type applyMeta struct {
 	ResourceVersion string            `json:"resourceVersion,omitempty"`
 }
 
-func (s *setApply) IsApplyConfiguration() {}
+func (s *setApply) IsApplyConfiguration()  {}
 func (s *setApply) GetName() *string       { return &s.Metadata.Name }
 func (s *setApply) GetNamespace() *string  { return &s.Metadata.Namespace }
 func (s *setApply) GetKind() *string       { return &s.Kind }

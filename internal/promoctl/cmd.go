@@ -222,14 +222,14 @@ from its set, sets no longer needed are deleted. "-" reads standard input.`,
 			if err := ValidatePrefix(prefix); err != nil {
 				return err
 			}
-			var r io.Reader = e.streams.In
+			r := e.streams.In
 			name := args[0]
 			if name != "-" {
 				f, err := os.Open(name)
 				if err != nil {
 					return err
 				}
-				defer f.Close()
+				defer func() { _ = f.Close() }() // read only
 				r = f
 			}
 			start := time.Now()
@@ -274,22 +274,23 @@ A file exported for one offer imports back unchanged (lines of kind PromoCode ar
 			if err != nil {
 				return err
 			}
-			w := e.streams.Out
-			if file != "" && file != "-" {
-				f, err := os.Create(file)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				w = f
+			ex := &Exporter{Client: c, Namespace: ns, Offer: offer}
+			if file == "" || file == "-" {
+				_, err := ex.Export(cmd.Context(), e.streams.Out)
+				return err
 			}
-			n, err := (&Exporter{Client: c, Namespace: ns, Offer: offer}).Export(cmd.Context(), w)
+			f, err := os.Create(file)
 			if err != nil {
 				return err
 			}
-			if file != "" && file != "-" {
-				fmt.Fprintf(e.streams.ErrOut, "exported %d codes to %s\n", n, file)
+			n, err := ex.Export(cmd.Context(), f)
+			if cerr := f.Close(); err == nil {
+				err = cerr
 			}
+			if err != nil {
+				return fmt.Errorf("writing %s: %w", file, err)
+			}
+			fmt.Fprintf(e.streams.ErrOut, "exported %d codes to %s\n", n, file)
 			return nil
 		},
 	}

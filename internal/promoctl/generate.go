@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"math/big"
+	"strings"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -80,9 +81,18 @@ func (g *Generator) Generate(taken map[string]struct{}) ([]string, error) {
 	if r == nil {
 		r = rand.Reader
 	}
-	// Existing codes of this shape lower the room left.
-	if free := g.space() - float64(len(taken)); float64(g.Count)*2 > free {
-		return nil, fmt.Errorf("--length %d leaves too little room: %d codes exist in the cluster; use a longer --length", g.Length, len(taken))
+	// Existing codes of this shape (the prefix, then Length symbols of the
+	// alphabet) lower the room left.
+	prefix := routing.Fold(g.Prefix)
+	shaped := 0
+	for c := range taken {
+		if g.fits(prefix, c) {
+			shaped++
+		}
+	}
+	if free := g.space() - float64(shaped); float64(g.Count)*2 > free {
+		return nil, fmt.Errorf("--prefix %q --length %d leaves too little room: %d codes of that shape exist in the cluster, %.0f are free, and at most half of them may be drawn; use a longer --length",
+			g.Prefix, g.Length, shaped, free)
 	}
 	seen := make(map[string]struct{}, g.Count)
 	out := make([]string, 0, g.Count)
@@ -111,6 +121,19 @@ func (g *Generator) Generate(taken map[string]struct{}) ([]string, error) {
 		out = append(out, code)
 	}
 	return out, nil
+}
+
+// fits reports whether folded code c is the prefix then Length alphabet symbols.
+func (g *Generator) fits(prefix, c string) bool {
+	if len(c) != len(prefix)+g.Length || c[:len(prefix)] != prefix {
+		return false
+	}
+	for i := len(prefix); i < len(c); i++ {
+		if strings.IndexByte(Alphabet, c[i]) < 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // symbols yields uniform indexes into Alphabet by rejection sampling: a byte

@@ -3,6 +3,7 @@ package promoctl_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"slices"
@@ -206,7 +207,9 @@ func TestDryRunClientPrintsSetsAndAppliesNothing(t *testing.T) {
 	mustRun(t, csvOf("D", 5001), "import", "-", "--offer", "o", "-n", ns)
 	for _, want := range parsed {
 		got := sets(t, ns)[want.Name]
-		if got == nil || !slices.EqualFunc(got.Spec.Codes, want.Spec.Codes, func(a, b trackingv1alpha1.PromoCodeSetEntry) bool { return a.Code == b.Code && a.AffiliateID == b.AffiliateID }) {
+		if got == nil || !slices.EqualFunc(got.Spec.Codes, want.Spec.Codes, func(a, b trackingv1alpha1.PromoCodeSetEntry) bool {
+			return a.Code == b.Code && a.AffiliateID == b.AffiliateID
+		}) {
 			t.Errorf("set %s differs from its dry run", want.Name)
 		}
 	}
@@ -221,5 +224,21 @@ func TestImportRefusesAnotherOffersSets(t *testing.T) {
 	}
 	if s := sets(t, ns)["shared-0000"]; s == nil || s.Spec.OfferRef.Name != "a" {
 		t.Errorf("the refused import changed the set: %+v", s)
+	}
+}
+
+// 5,000 codes with 1,024-character descriptions do not fit one object (etcd
+// takes at most 1.5 MiB): the plan spreads them so every set is stored.
+func TestImportLongDescriptionsFitTheObjectSizeLimit(t *testing.T) {
+	ns := newNamespace(t)
+	var b strings.Builder
+	b.WriteString("code,affiliate_id,description\n")
+	for i := range 5000 {
+		fmt.Fprintf(&b, "LONG%05d,1,%s\n", i, strings.Repeat("\"\"", 512))
+	}
+	mustRun(t, b.String(), "import", "-", "--offer", "o", "-n", ns)
+	got := sets(t, ns)
+	if n := len(codesOf(got)); n != 5000 || len(got) < 2 {
+		t.Fatalf("%d codes in %d sets", n, len(got))
 	}
 }
