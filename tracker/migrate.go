@@ -5,6 +5,7 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,6 +24,11 @@ const migrationLock = 0x70726f6d6f // "promo"
 // Migrate applies the embedded migrations not yet applied, in order, each in
 // its own transaction, under an advisory lock. It returns the applied versions.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]int, error) {
+	return migrateTo(ctx, pool, math.MaxInt)
+}
+
+// migrateTo is Migrate stopping after version last (tests of upgrades).
+func migrateTo(ctx context.Context, pool *pgxpool.Pool, last int) ([]int, error) {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("connecting: %w", err)
@@ -46,6 +52,9 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]int, error) {
 		version, err := strconv.Atoi(strings.SplitN(strings.TrimPrefix(f, "migrations/"), "_", 2)[0])
 		if err != nil {
 			return applied, fmt.Errorf("migration %s: name must start with a number", f)
+		}
+		if version > last {
+			break
 		}
 		var done bool
 		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)", version).Scan(&done); err != nil {
