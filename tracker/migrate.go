@@ -3,6 +3,7 @@ package tracker
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"math"
@@ -11,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -80,4 +82,19 @@ func migrateTo(ctx context.Context, pool *pgxpool.Pool, last int) ([]int, error)
 		applied = append(applied, version)
 	}
 	return applied, nil
+}
+
+// Migrated reports whether every embedded migration is applied.
+func Migrated(ctx context.Context, pool *pgxpool.Pool) (bool, error) {
+	files, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return false, err
+	}
+	var n int
+	err = pool.QueryRow(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table: nothing applied yet
+		return false, nil
+	}
+	return err == nil && n >= len(files), err
 }

@@ -27,6 +27,9 @@ func TestMigrationUpgradeWithRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
+	if ok, err := Migrated(ctx, pool); err != nil || ok {
+		t.Fatalf("Migrated on an empty database: %v %v, want false", ok, err)
+	}
 	if applied, err := migrateTo(ctx, pool, 1); err != nil || len(applied) != 1 || applied[0] != 1 {
 		t.Fatalf("migrating to 1: %v %v", applied, err)
 	}
@@ -57,6 +60,9 @@ func TestMigrationUpgradeWithRows(t *testing.T) {
 		return out
 	}
 	before := read()
+	if ok, err := Migrated(ctx, pool); err != nil || ok {
+		t.Fatalf("Migrated at version 1: %v %v, want false", ok, err)
+	}
 
 	// Four trackers start at once.
 	var wg sync.WaitGroup
@@ -88,6 +94,9 @@ func TestMigrationUpgradeWithRows(t *testing.T) {
 	var versions int
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&versions); err != nil || versions != 2 {
 		t.Fatalf("schema_migrations has %d versions (%v), want 2", versions, err)
+	}
+	if ok, err := Migrated(ctx, pool); err != nil || !ok {
+		t.Fatalf("Migrated after migrating: %v %v", ok, err)
 	}
 	if again, err := Migrate(ctx, pool); err != nil || len(again) != 0 {
 		t.Fatalf("migrating again: %v %v, want nothing applied", again, err)
