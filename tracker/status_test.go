@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"promocodes.dev/promo-operator/internal/testutil/pgtest"
+	"promocodes.dev/promo-operator/internal/testutil/poll"
 )
 
 // historyRow is a conversion_status_changes row.
@@ -460,11 +461,10 @@ func TestSpoolReplayAppliesStatusChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	for deadline := time.Now().Add(60 * time.Second); srv.spool.Rows() > 0; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("spool not replayed: %d rows left", srv.spool.Rows())
-		}
-	}
+	poll.Until(t, 60*time.Second, func() (bool, string) {
+		n := srv.spool.Rows()
+		return n == 0, fmt.Sprintf("spool not replayed: %d rows left", n)
+	})
 	statusOf := func(order string) (string, string) {
 		var id, st string
 		if err := db.QueryRow(context.Background(), `SELECT id::text, status FROM conversions WHERE adv_order_id = $1`, order).Scan(&id, &st); err != nil {
