@@ -17,6 +17,7 @@ type Metrics struct {
 	SpoolRows     prometheus.Gauge
 	Replayed      prometheus.Counter
 	RedoneBatches prometheus.Counter
+	Shop          ShopMetrics
 }
 
 // NewMetrics registers the tracker's metrics with reg.
@@ -49,6 +50,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.RedoneBatches = prometheus.NewCounter(prometheus.CounterOpts{Name: "promo_tracker_redone_batches_total",
 		Help: "Group commits whose COPY met a taken order key (a repeated adv_order_id) and were redone with INSERT … ON CONFLICT."})
 	reg.MustRegister(m.SpoolRows, m.Replayed, m.RedoneBatches)
+	m.Shop = newShopMetrics(reg)
 	reg.MustRegister(m.Requests, m.Latency, m.BatchSize, m.CommitSeconds, m.QueueDepth, m.TableCodes, m.TableOffers, m.TableVersion)
 	return m
 }
