@@ -20,8 +20,8 @@ import (
 )
 
 const (
-	shopifySecret = "shpss_0a1b2c3d4e5f"
-	wooSecret     = "wc-secret-9f8e7d"
+	shopifySecret  = "shpss_0a1b2c3d4e5f"
+	wooSecret      = "wc-secret-9f8e7d"
 	fixtureOrderID = "820982911946154508" // the fixtures' order id, beyond float64's exact integers
 )
 
