@@ -14,7 +14,7 @@ import (
 // storedConversion is a conversions row as a shop delivery leaves it.
 type storedConversion struct {
 	ID, Code, Ref, Status, Amount, Payout, Revenue, Currency, Order, Source string
-	Offer, Affiliate, Goal                                                 int64
+	Offer, Affiliate, Goal                                                  int64
 }
 
 func conversionsOf(t *testing.T, db *pgxpool.Pool, order string) []storedConversion {
