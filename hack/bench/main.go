@@ -42,6 +42,8 @@ func main() {
 	satConns := flag.String("saturation-conns", "256,1024", "connection counts of the maximum-throughput steps (100k req/s offered); each server's maximum is its best")
 	sweep := flag.String("sweep-conns", "16,64,256,512", "connection counts tried at -sweep-rate for the ceiling and the tracker (empty: skip)")
 	flag.IntVar(&sweepRate, "sweep-rate", sweepRate, "offered req/s of the connection sweep")
+	flag.IntVar(&webhookRate, "webhook-rate", webhookRate, "shop webhook deliveries per second offered to the tracker, beside postbacks at the same rate (0: skip)")
+	flag.IntVar(&webhookConns, "webhook-conns", webhookConns, "keep-alive connections of the webhook step")
 	flag.IntVar(&compareWriters, "compare-writers", 4, "also run the tracker with --writers=N, for comparison with the default (0: skip)")
 	flag.StringVar(&trackerArgs, "tracker-args", "", "extra flags for the tracker under test, space-separated (experiments)")
 	flag.Parse()
