@@ -321,7 +321,7 @@ func runTracker(ctx context.Context, r *report, step time.Duration, loads []int,
 			srv.stop()
 			return err
 		}
-		if _, err := conn.Exec(ctx, "truncate conversions"); err != nil {
+		if _, err := conn.Exec(ctx, "truncate conversions cascade"); err != nil {
 			srv.stop()
 			return err
 		}
