@@ -70,7 +70,7 @@ func (r *report) write(path string) error {
 			}
 			w("\n### Shop webhooks at %d deliveries/s (%d connections)\n\n", webhookRate, webhookConns)
 			w("Shopify `orders/create` deliveries to `/integrations/shopify/%s` (docs/integrations.md): the %d-byte order of tracker/testdata/shopify/orders_create.json, ", benchStorefront, r.WebhookBytes)
-			w("each with its own order id and one code of the storefront's 10 offers, signed with HMAC-SHA256 before the run; a delivery counts as 200 when its summary lists the conversion, committed. ")
+			w("each with its own order id and one code of the storefront's 10 offers, signed with HMAC-SHA256 before the run; a 200 is sent after the conversion's commit, and the durability check below counts the deliveries whose summary lists it. ")
 			w("Beside it, %s: postbacks and pixels at the same rate over as many connections, in the same run.\n\n", t.Name)
 			w("| traffic | offered /s | achieved /s | 200 | non-200 | errors | p50 | p99 | p99.9 | max | CPU loadgen / server / PG |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 			for _, s := range t.Webhooks {
