@@ -2,6 +2,7 @@ package tracker
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"promocodes.dev/promo-operator/internal/testutil/pgtest"
+	"promocodes.dev/promo-operator/internal/testutil/poll"
 )
 
 // storedConversion is a conversions row as a shop delivery leaves it.
@@ -189,14 +191,11 @@ func TestShopifyStorageDownThenRedelivered(t *testing.T) {
 	if err := own.StartServer(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	// Shopify retries until a 2xx; every retry before PostgreSQL is back is a 503.
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		code, r, raw = send(t, e.url, shopifyHook("shop/acme", "orders/create", create))
-		if code == 200 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return code != 503, fmt.Sprintf("still %d %s", code, raw)
+	})
 	if code != 200 || len(r.Recorded) != 1 {
 		t.Fatalf("redelivery: %d %s", code, raw)
 	}
