@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/shopspring/decimal"
 
+	"promocodes.dev/promo-operator/internal/outagelog"
 	"promocodes.dev/promo-operator/internal/routing"
 )
 
@@ -64,7 +65,9 @@ type ShopHandler struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
-	storeLog storeFailureLog
+	// storeLog throttles the Error lines of an outage (the deliveries metric
+	// counts every storage_unavailable).
+	storeLog outagelog.Log
 }
 
 // NewShopHandler returns the handler of both shop routes, writing through w.
@@ -256,7 +259,8 @@ func badRequest(message string) (int, *reply) {
 }
 
 func (h *ShopHandler) storageFailed(d *delivery, err error) (int, *reply) {
-	h.storeLog.failed(h.Log, d.received, 0, d.sf.Ref, err)
+	h.storeLog.Failed(h.Log, d.received, "Failed to store a shop delivery; failures are logged at most once a minute until one succeeds", err,
+		"storefront", d.sf.Ref, "topic", d.topic)
 	rep := fail("storage_unavailable", "not stored; retry later")
 	return http.StatusServiceUnavailable, &rep
 }
@@ -460,6 +464,7 @@ func (h *ShopHandler) change(d *delivery, c StatusChange, code string) ([]Status
 	if err != nil {
 		return nil, err
 	}
+	h.storeLog.Recovered(h.Log, "Storing shop deliveries again")
 	for _, r := range res {
 		switch r.Outcome {
 		case ChangeSame:
@@ -521,7 +526,7 @@ func (h *ShopHandler) record(d *delivery, o *shopOrder, opt recordOptions) error
 		if res.Err != nil {
 			return res.Err
 		}
-		h.storeLog.stored(h.Log)
+		h.storeLog.Recovered(h.Log, "Storing shop deliveries again")
 		if !res.Duplicate {
 			d.sum.Recorded = append(d.sum.Recorded, shopConversion{Code: m.Entry.Code, OfferID: m.Offer.ID, GoalID: m.Goal.ID,
 				ConversionID: row.ID.String(), Status: status, Amount: row.Amount, Currency: row.Currency})
