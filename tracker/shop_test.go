@@ -197,6 +197,25 @@ func TestShopDeliveriesRefused(t *testing.T) {
 	if err := e.db.QueryRow(context.Background(), "SELECT count(*) FROM conversions").Scan(&n); err != nil || n != 0 {
 		t.Fatalf("refused deliveries stored %d rows (%v)", n, err)
 	}
+	resp, err := http.Get(e.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	for _, want := range []string{
+		`promo_tracker_shop_deliveries_total{outcome="invalid_signature",platform="shopify",topic="none"} 4`,
+		`promo_tracker_shop_deliveries_total{outcome="wrong_shop",platform="shopify",topic="orders/create"} 2`,
+		`promo_tracker_shop_deliveries_total{outcome="bad_request",platform="woocommerce",topic="order.created"} 2`,
+		`promo_tracker_shop_deliveries_total{outcome="unknown_storefront",platform="shopify",topic="none"} 2`,
+	} {
+		if !bytes.Contains(metrics, []byte(want)) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if bytes.Contains(metrics, []byte(shopifySecret)) || bytes.Contains(metrics, []byte(wooSecret)) {
+		t.Error("a signing secret in the metrics")
+	}
 }
 
 func TestShopDeliveriesWithNothingToRecord(t *testing.T) {
