@@ -361,12 +361,18 @@ func (s *Server) flush(ctx context.Context) (published bool, err error) {
 func (s *Server) compile(ctx context.Context, d dirtySet) (routing.Delta, error) {
 	var delta routing.Delta
 	res := kube.Resolver{Reader: s.Cache}
-	for folded := range d.codes {
-		group, err := res.CodeGroup(ctx, folded)
-		if err != nil {
-			return delta, err
-		}
-		delta.Codes = append(delta.Codes, routing.CompileGroup(folded, kube.Claims(group)))
+	// PromoCodes and PromoCodeSet entries; each set read once for all its
+	// dirty codes.
+	folded := make([]string, 0, len(d.codes))
+	for f := range d.codes {
+		folded = append(folded, f)
+	}
+	groups, err := res.ClaimsOn(ctx, folded)
+	if err != nil {
+		return delta, err
+	}
+	for _, f := range folded {
+		delta.Codes = append(delta.Codes, routing.CompileGroup(f, groups[f]))
 	}
 	upserted := map[string]bool{}
 	var losers []string
