@@ -1,6 +1,6 @@
 // Package routeserver is the manager side of the routing-table sync
 // (SPEC §5, docs/sync.md). On every manager replica it watches Offers,
-// PromoCodes and token Secrets in the manager's cache, recompiles only what
+// PromoCodes, PromoCodeSets and token Secrets in the manager's cache, recompiles only what
 // an event touched (one folded code's group, the Offers sharing an id) — at
 // once, or once per interval during a burst — and streams the table to
 // trackers: a snapshot, then deltas, with heartbeats, over HTTP with a bearer
@@ -54,6 +54,7 @@ type Server struct {
 	counter uint64
 	clients map[chan []byte]struct{}
 	dirty   dirtySet
+	sets    setState // per-PromoCodeSet signatures, see sets.go
 	kick    chan struct{}
 	metrics *metrics
 
@@ -177,6 +178,11 @@ func (s *Server) build(ctx context.Context) error {
 	for i := range codes.Items {
 		claims[i] = kube.Claim(&codes.Items[i])
 	}
+	entries, err := s.setClaims(ctx)
+	if err != nil {
+		return err
+	}
+	claims = append(claims, entries...)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.table = routing.NewTable(routing.Compile(s.nextVersion(), kube.Offers(op), claims, tokens))
@@ -196,6 +202,9 @@ func (s *Server) watch(ctx context.Context) error {
 	}
 	secretInf, err := s.Cache.GetInformer(ctx, &corev1.Secret{})
 	if err != nil {
+		return err
+	}
+	if err := s.watchSets(ctx); err != nil {
 		return err
 	}
 	onCode := func(obj any) {
