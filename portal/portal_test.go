@@ -39,6 +39,7 @@ import (
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
 	"promocodes.dev/promo-operator/internal/testutil/pgtest"
+	"promocodes.dev/promo-operator/internal/testutil/poll"
 	"promocodes.dev/promo-operator/tracker"
 )
 
@@ -458,8 +459,7 @@ func TestAffiliatePromoCodes(t *testing.T) {
 
 	want := []string{"NEWYEAR27@7", "PROMO22@7", "PROMO22@8"}
 	var got []Code
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	poll.Until(t, 30*time.Second, func() (bool, string) { // the cache catches up with the writes
 		status, _, body := f.get(t, "/api/v1/affiliates/42/promo-codes")
 		if status != 200 {
 			t.Fatalf("%d %s", status, body)
@@ -467,14 +467,8 @@ func TestAffiliatePromoCodes(t *testing.T) {
 		var out struct{ Items []Code }
 		_ = json.Unmarshal(body, &out)
 		got = out.Items
-		if slices.Equal(keys(got), want) || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond) // the cache catches up with the writes
-	}
-	if !slices.Equal(keys(got), want) {
-		t.Fatalf("affiliate 42 sees %v, want %v", keys(got), want)
-	}
+		return slices.Equal(keys(got), want), fmt.Sprintf("affiliate 42 sees %v, want %v", keys(got), want)
+	})
 	ny := got[0]
 	if ny.OfferTitle != "Summer sale" || ny.Description != "New year" || ny.State != "Scheduled" || ny.StartDate == nil || !ny.StartDate.Equal(start.Time) || ny.EndDate != nil {
 		t.Fatalf("NEWYEAR27: %+v", ny)

@@ -3,6 +3,7 @@ package portal_test
 import (
 	"context"
 	"encoding/csv"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"promocodes.dev/promo-operator/internal/devstack"
+	"promocodes.dev/promo-operator/internal/testutil/poll"
 )
 
 const injectManifests = `apiVersion: v1
@@ -80,8 +82,7 @@ func TestFormulaFromAPixelIsNeutralisedInTheExport(t *testing.T) {
 	}
 
 	var recs [][]string
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.PortalURL+"/api/v1/transactions?promo_code=inject1", nil)
 		req.Header.Set("Authorization", "Bearer "+s.PortalToken)
 		req.Header.Set("Accept", "text/csv")
@@ -94,14 +95,8 @@ func TestFormulaFromAPixelIsNeutralisedInTheExport(t *testing.T) {
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("csv: %d %v", resp.StatusCode, err)
 		}
-		if len(recs) == 3 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if len(recs) != 3 {
-		t.Fatalf("csv has %d records, want the header and 2 rows: %q", len(recs), recs)
-	}
+		return len(recs) == 3, fmt.Sprintf("%d CSV records, want a header and 2 rows", len(recs))
+	})
 	col := map[string]int{}
 	for i, c := range recs[0] {
 		col[c] = i

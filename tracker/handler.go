@@ -8,13 +8,12 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/shopspring/decimal"
 
+	"promocodes.dev/promo-operator/internal/outagelog"
 	"promocodes.dev/promo-operator/internal/routing"
 )
 
@@ -55,43 +54,15 @@ type Handler struct {
 
 // storeFailureLog keeps an outage from logging an Error per failed request
 // (promo_tracker_requests_total counts them, reason storage_unavailable):
-// the first failure logs an Error, then at most one a minute with the count,
-// and the first success after failures logs Info.
-type storeFailureLog struct {
-	failing atomic.Bool // read without the lock on every success
-	mu      sync.Mutex
-	last    time.Time
-	count   int // failures not logged since last
-}
+// internal/outagelog's throttle, the same as the portal's.
+type storeFailureLog struct{ outagelog.Log }
 
 func (l *storeFailureLog) failed(log *slog.Logger, now time.Time, offer int64, ref string, err error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	switch {
-	case !l.failing.Load():
-		l.failing.Store(true)
-		l.last, l.count = now, 0
-		log.Error("Failed to store conversion; failures are logged at most once a minute until one succeeds",
-			"offer", offer, "code_ref", ref, "err", err)
-	case now.Sub(l.last) >= time.Minute:
-		log.Error("Still failing to store conversions", "failed", l.count+1, "since", l.last, "err", err)
-		l.last, l.count = now, 0
-	default:
-		l.count++
-	}
+	l.Failed(log, now, "Failed to store conversion; failures are logged at most once a minute until one succeeds", err,
+		"offer", offer, "code_ref", ref)
 }
 
-func (l *storeFailureLog) stored(log *slog.Logger) {
-	if !l.failing.Load() {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.failing.Load() {
-		l.failing.Store(false)
-		log.Info("Storing conversions again", "failed_since_last_log", l.count)
-	}
-}
+func (l *storeFailureLog) stored(log *slog.Logger) { l.Recovered(log, "Storing conversions again") }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	received := time.Now()

@@ -26,6 +26,7 @@ import (
 	"promocodes.dev/promo-operator/internal/kube"
 	"promocodes.dev/promo-operator/internal/routing"
 	"promocodes.dev/promo-operator/internal/testutil/pgtest"
+	"promocodes.dev/promo-operator/internal/testutil/poll"
 )
 
 var pg *pgtest.Server
@@ -469,17 +470,10 @@ func TestStorageDownThenBack(t *testing.T) {
 	if err := own.StartServer(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		_, _, r, _ = get(t, e.url, "code=PROMO22&adv_order_id=after")
-		if r.Status == "approved" || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if r.Status != "approved" {
-		t.Fatalf("after recovery: %+v", r)
-	}
+		return r.Status == "approved", fmt.Sprintf("after recovery: %+v", r)
+	})
 	var orders []string
 	rows, _ := e.db.Query(context.Background(), "select adv_order_id from conversions order by created_at")
 	for rows.Next() {
@@ -662,18 +656,11 @@ func TestStorageDownWithSpoolLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		var n int
 		_ = db.QueryRow(context.Background(), "select count(*) from conversions where adv_order_id like 's-during-%'").Scan(&n)
-		if n == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("spooled rows replayed: %d of 3", n)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return n == 3, fmt.Sprintf("spooled rows replayed: %d of 3", n)
+	})
 	for o, id := range ids {
 		var got string
 		if err := db.QueryRow(context.Background(), "select id::text from conversions where adv_order_id = $1", o).Scan(&got); err != nil || got != id {

@@ -21,6 +21,7 @@ import (
 
 	"promocodes.dev/promo-operator/internal/devstack"
 	"promocodes.dev/promo-operator/internal/loadgen"
+	"promocodes.dev/promo-operator/internal/testutil/poll"
 )
 
 func repoRoot() string {
@@ -199,12 +200,8 @@ func TestNoAcknowledgedConversionLost(t *testing.T) {
 
 func waitFile(t *testing.T, path, contains string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if b, err := os.ReadFile(path); err == nil && strings.Contains(string(b), contains) {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s never contained %s", path, contains)
+	poll.Until(t, 30*time.Second, func() (bool, string) {
+		b, err := os.ReadFile(path)
+		return err == nil && strings.Contains(string(b), contains), fmt.Sprintf("%s never contained %s", path, contains)
+	})
 }

@@ -21,6 +21,7 @@ import (
 
 	"promocodes.dev/promo-operator/internal/devstack"
 	"promocodes.dev/promo-operator/internal/testutil/fixtures"
+	"promocodes.dev/promo-operator/internal/testutil/poll"
 )
 
 var (
@@ -125,15 +126,10 @@ func trackerURL() string { return stack.Trackers["tracker"].URL }
 // eventually polls f until it returns "" (success) or the deadline passes.
 func eventually(t *testing.T, what string, f func() string) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	last := ""
-	for time.Now().Before(deadline) {
-		if last = f(); last == "" {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s: %s", what, last)
+	poll.Until(t, time.Minute, func() (bool, string) {
+		last := f()
+		return last == "", what + ": " + last
+	})
 }
 
 func wantReason(t *testing.T, what, reason string, kv ...string) {
