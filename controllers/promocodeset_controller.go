@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -72,16 +74,51 @@ func (r *PromoCodeSetReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if equality.Semantic.DeepEqual(before, &st) {
 		return requeueAt(next, now), nil
 	}
-	// A merge patch of the status alone: the spec (5,000 entries) is neither
-	// marshalled nor sent, and no conflict on a stale resourceVersion.
-	from := &trackingv1alpha1.PromoCodeSet{ObjectMeta: set.ObjectMeta, Status: *before}
-	to := &trackingv1alpha1.PromoCodeSet{ObjectMeta: set.ObjectMeta, Status: st}
-	if err := r.Status().Patch(ctx, to, client.MergeFrom(from)); err != nil {
+	patch, err := statusPatch(before, &st)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	to := &trackingv1alpha1.PromoCodeSet{ObjectMeta: set.ObjectMeta}
+	if err := r.Status().Patch(ctx, to, patch); err != nil {
 		return ctrl.Result{}, fmt.Errorf("updating PromoCodeSet %s status: %w", req.NamespacedName, err)
 	}
 	r.events(&set, before, &st)
 	logf.FromContext(ctx).V(1).Info("Updated PromoCodeSet status", "codes", st.Codes, "active", st.Active, "rejected", st.Rejected)
 	return requeueAt(next, now), nil
+}
+
+// statusPatch is a merge patch of the whole status alone: the spec (5,000
+// entries) is neither marshalled nor sent, there is no conflict on a stale
+// resourceVersion, the counts are always written (a diff would leave a zero
+// out, and kubectl's columns blank), and fields that became empty are
+// removed (null).
+func statusPatch(before, after *trackingv1alpha1.PromoCodeSetStatus) (client.Patch, error) {
+	fields := func(st *trackingv1alpha1.PromoCodeSetStatus) (map[string]any, error) {
+		b, err := json.Marshal(st)
+		if err != nil {
+			return nil, err
+		}
+		m := map[string]any{}
+		return m, json.Unmarshal(b, &m)
+	}
+	cur, err := fields(after)
+	if err != nil {
+		return nil, err
+	}
+	old, err := fields(before)
+	if err != nil {
+		return nil, err
+	}
+	for k := range old {
+		if _, ok := cur[k]; !ok {
+			cur[k] = nil
+		}
+	}
+	body, err := json.Marshal(map[string]any{"status": cur})
+	if err != nil {
+		return nil, err
+	}
+	return client.RawPatch(types.MergePatchType, body), nil
 }
 
 func requeueAt(next, now time.Time) ctrl.Result {

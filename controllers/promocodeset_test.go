@@ -8,6 +8,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
@@ -60,6 +61,14 @@ var _ = Describe("PromoCodeSet", func() {
 			g.Expect(ready.Reason).To(Equal("Routed"))
 			g.Expect(ready.ObservedGeneration).To(Equal(int64(1)))
 			g.Expect(condition(st.Conditions, trackingv1alpha1.ConditionStalled).Type).To(BeEmpty())
+			// Zero counts are stored, not left out: kubectl's columns show 0.
+			u := &unstructured.Unstructured{}
+			u.SetGroupVersionKind(trackingv1alpha1.GroupVersion.WithKind("PromoCodeSet"))
+			g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "influencers"}, u)).To(Succeed())
+			rejected, found, err := unstructured.NestedInt64(u.Object, "status", "rejected")
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(found).To(BeTrue(), "status.rejected is stored")
+			g.Expect(rejected).To(BeZero())
 		}).WithTimeout(20 * time.Second).Should(Succeed())
 
 		By("disabling promo codes on the offer, the set is not Ready and nothing is active")
