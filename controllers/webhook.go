@@ -112,7 +112,7 @@ func (v *OfferValidator) ValidateDelete(context.Context, *trackingv1alpha1.Offer
 	return nil, nil
 }
 
-// SetupWebhooks registers both validating webhooks.
+// SetupWebhooks registers the validating webhooks.
 func SetupWebhooks(mgr ctrl.Manager) error {
 	if err := ctrl.NewWebhookManagedBy(mgr, &trackingv1alpha1.PromoCode{}).
 		WithValidator(&PromoCodeValidator{Reader: mgr.GetClient()}).Complete(); err != nil {
@@ -122,5 +122,5 @@ func SetupWebhooks(mgr ctrl.Manager) error {
 		WithValidator(&OfferValidator{Reader: mgr.GetClient()}).Complete(); err != nil {
 		return fmt.Errorf("setting up the Offer webhook: %w", err)
 	}
-	return nil
+	return SetupStorefrontWebhook(mgr)
 }
