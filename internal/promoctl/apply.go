@@ -123,12 +123,13 @@ func ListImport(ctx context.Context, c client.Client, namespace, prefix string) 
 	return out, err
 }
 
-// listSets lists PromoCodeSets page by page (a page of big sets is megabytes).
+// listSets lists PromoCodeSets page by page, 10 sets a page (a set of 5,000
+// entries is up to a megabyte of JSON).
 func listSets(ctx context.Context, c client.Client, each func(*trackingv1alpha1.PromoCodeSet), opts ...client.ListOption) error {
 	cont := ""
 	for {
 		var l trackingv1alpha1.PromoCodeSetList
-		if err := c.List(ctx, &l, append(opts, client.Limit(50), client.Continue(cont))...); err != nil {
+		if err := c.List(ctx, &l, append(opts, client.Limit(10), client.Continue(cont))...); err != nil {
 			return fmt.Errorf("listing PromoCodeSets: %w", err)
 		}
 		for i := range l.Items {
