@@ -110,8 +110,8 @@ type Result struct {
 }
 
 func (r Result) String() string {
-	return fmt.Sprintf("%d codes in %d sets: %d created, %d configured, %d unchanged, %d deleted",
-		r.Codes, r.Created+r.Configured+r.Unchanged, r.Created, r.Configured, r.Unchanged, r.Deleted)
+	return fmt.Sprintf("%d codes in %s: %d created, %d configured, %d unchanged, %d deleted",
+		r.Codes, plural(r.Created+r.Configured+r.Unchanged, "set"), r.Created, r.Configured, r.Unchanged, r.Deleted)
 }
 
 // ListImport returns the sets carrying the import label prefix in namespace, by name.
@@ -326,4 +326,11 @@ func (im *Importer) deleteStep(s *existingSet, waitGone bool, res *Result) func(
 			return false, client.IgnoreNotFound(err)
 		})
 	}
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -242,7 +242,7 @@ from its set, sets no longer needed are deleted. "-" reads standard input.`,
 			}
 			plan := BuildPlan(parsed.Rows, ns, a.offer, prefix)
 			if a.dryRun != "client" {
-				fmt.Fprintf(e.streams.ErrOut, "validated %d codes in %s: %d set(s)\n", len(parsed.Rows), time.Since(start).Round(time.Millisecond), len(plan.Sets))
+				fmt.Fprintf(e.streams.ErrOut, "validated %d codes in %s: %s\n", len(parsed.Rows), time.Since(start).Round(time.Microsecond), plural(len(plan.Sets), "set"))
 			}
 			return e.run(cmd.Context(), a, plan)
 		},
