@@ -218,7 +218,7 @@ func (im *Importer) Apply(ctx context.Context, p *Plan) (Result, error) {
 		}
 		created := !ok || (old.removes && old.kept == 0) // deleted in phase 1
 		phase2 = append(phase2, step{s.Name, func(ctx context.Context) error {
-			if err := im.apply(ctx, s); err != nil {
+			if err := im.applyAfterMoves(ctx, s, len(phase1) > 0); err != nil {
 				return err
 			}
 			if created {
@@ -290,6 +290,36 @@ func (im *Importer) checkForeign(ctx context.Context, p *Plan, have map[string]*
 			"use another --set-prefix; nothing applied", strings.Join(foreign, ", "), p.Namespace, ImportLabel, p.Prefix)
 	}
 	return nil
+}
+
+// movedRetry bounds how long phase 2 retries a refusal after phase 1 moved codes.
+var movedRetry = wait.Backoff{Duration: 200 * time.Millisecond, Factor: 1.5, Jitter: 0.2, Steps: 12, Cap: 5 * time.Second}
+
+// applyAfterMoves applies a set; when phase 1 removed codes, a refusal by the
+// admission webhook is retried for about half a minute: the webhook judges
+// from the manager's cache, which may not have seen phase 1's writes yet and
+// still count a moved code in its old set. A refusal that persists (the code
+// is held by another affiliate) is returned.
+func (im *Importer) applyAfterMoves(ctx context.Context, s *trackingv1alpha1.PromoCodeSet, moved bool) error {
+	if !moved {
+		return im.apply(ctx, s)
+	}
+	var last error
+	err := wait.ExponentialBackoffWithContext(ctx, movedRetry, func(ctx context.Context) (bool, error) {
+		last = im.apply(ctx, s)
+		switch {
+		case last == nil:
+			return true, nil
+		case apierrors.IsForbidden(last):
+			return false, nil
+		default:
+			return false, last
+		}
+	})
+	if wait.Interrupted(err) && last != nil {
+		return last
+	}
+	return err
 }
 
 func (im *Importer) apply(ctx context.Context, s *trackingv1alpha1.PromoCodeSet) error {
