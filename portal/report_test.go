@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"promocodes.dev/promo-operator/internal/routing"
 )
 
 // noRedirect shows a redirect instead of following it.
@@ -342,4 +345,42 @@ SELECT gen_random_uuid(), $1::timestamptz + make_interval(secs => g * 8.8), $1::
 		t.Fatalf("total %d, %d series", total, len(r.Series))
 	}
 	t.Logf("report over %d conversions (30 days, 98 rows, 5 series) in %s", n, took.Round(time.Millisecond))
+}
+
+// FuzzParseReportFilter: any query string is either refused with a
+// FilterError naming a parameter, or gives a filter the queries can rely on.
+func FuzzParseReportFilter(f *testing.F) {
+	for _, s := range []string{"", "from=2026-11-20&to=2026-11-22", "promo_code=a,B,%20c&promo_code=d", "from=2026-11-20T10:00:00Z",
+		"to=2026-02-29", "from=0001-01-01", "to=9999-12-31", "limit=1000&offer_id=9223372036854775807", "promo_code=,,,"} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 11, 22, 18, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		rf, err := ParseReportFilter(q, now)
+		if err != nil {
+			var fe *FilterError
+			if !errors.As(err, &fe) || fe.Param == "" || fe.Message == "" {
+				t.Fatalf("%q: %v is not a FilterError", raw, err)
+			}
+			return
+		}
+		if !rf.To.After(rf.From) || rf.To.Sub(rf.From) > maxReportDays*24*time.Hour {
+			t.Fatalf("%q: range %s..%s", raw, rf.From, rf.To)
+		}
+		if n := len(rf.Days()); n < 1 || n > maxReportDays+1 {
+			t.Fatalf("%q: %d days", raw, n)
+		}
+		if len(rf.Codes) > maxReportCodes || rf.Limit < 0 || rf.Limit > maxLimit || rf.OfferID < 0 || rf.AffiliateID < 0 {
+			t.Fatalf("%q: %+v", raw, rf)
+		}
+		for _, c := range rf.Codes {
+			if !routing.ValidCode(c) || routing.Fold(c) != c || strings.Count(strings.Join(rf.Codes, ","), c) < 1 {
+				t.Fatalf("%q: code %q", raw, c)
+			}
+		}
+	})
 }
