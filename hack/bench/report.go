@@ -23,6 +23,8 @@ type report struct {
 	Targets     []target
 	Lookup      []benchLine
 	Propagation []propagation
+	// WebhookBytes is the size of the Shopify order delivered by the webhook step.
+	WebhookBytes int
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
@@ -62,6 +64,20 @@ func (r *report) write(path string) error {
 				w("| %s | %d | %.0f | %d | %d | %s | %s | %s | %s | %s |\n", t.Name, s.Offered, completed(s), s.OK, s.Non200, ms(s.P50), ms(s.P99), ms(s.P999), ms(s.Max), cpu(t.CPU[fmt.Sprintf("load%d", s.Offered)]))
 			}
 		}
+		for _, t := range r.Targets {
+			if len(t.Webhooks) == 0 {
+				continue
+			}
+			w("\n### Shop webhooks at %d deliveries/s (%d connections)\n\n", webhookRate, webhookConns)
+			w("Shopify `orders/create` deliveries to `/integrations/shopify/%s` (docs/integrations.md): the %d-byte order of tracker/testdata/shopify/orders_create.json, ", benchStorefront, r.WebhookBytes)
+			w("each with its own order id and one code of the storefront's 10 offers, signed with HMAC-SHA256 before the run; a 200 is sent after the conversion's commit, and the durability check below counts the deliveries whose summary lists it. ")
+			w("Beside it, %s: postbacks and pixels at the same rate over as many connections, in the same run.\n\n", t.Name)
+			w("| traffic | offered /s | achieved /s | 200 | non-200 | errors | p50 | p99 | p99.9 | max | CPU loadgen / server / PG |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+			for _, s := range t.Webhooks {
+				res := s.Result
+				w("| %s | %d | %.0f | %d | %d | %d | %s | %s | %s | %s | %s |\n", s.Traffic, res.Offered, completed(res), res.OK, res.Non200, res.Errors, ms(res.P50), ms(res.P99), ms(res.P999), ms(res.Max), cpu(t.CPU[s.Tag]))
+			}
+		}
 		if r.hasSweep() {
 			w("\n### Connections at %d req/s\n\nThe same offered load over fewer or more keep-alive connections. In a cluster the count is set by who calls the tracker: an ingress or load balancer keeps a bounded pool of upstream connections per pod; browsers and advertisers' servers without one open their own.\n\n", sweepRate)
 			w("| server | connections | achieved req/s | p50 | p99 | p99.9 | max | CPU loadgen / server / PG |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -70,6 +86,17 @@ func (r *report) write(path string) error {
 					res := s.Result
 					w("| %s | %d | %.0f | %s | %s | %s | %s | %s |\n", t.Name, s.Conns, completed(res), ms(res.P50), ms(res.P99), ms(res.P999), ms(res.Max), cpu(t.CPU[sweepTag(s.Conns)]))
 				}
+			}
+		}
+		for _, t := range r.Targets {
+			if len(t.StatusSteps) == 0 {
+				continue
+			}
+			w("\n### Status changes (%s)\n\nPostbacks with `conv_status=approved` for orders recorded `pending` just before (seeded at the same rate), each an applied change (SPEC §3): one transaction per change — lock the conversion, update it, insert its history row, commit (one fsync, shared by the changes committing at once). Open-loop, 256 connections.\n\n", t.Name)
+			w("| offered changes/s | achieved req/s | applied (status_changed) | history rows | p50 | p99 | p99.9 | max | CPU loadgen / server / PG |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+			for _, st := range t.StatusSteps {
+				s := st.Result
+				w("| %d | %.0f | %d | %d | %s | %s | %s | %s | %s |\n", s.Offered, completed(s), st.Applied, st.History, ms(s.P50), ms(s.P99), ms(s.P999), ms(s.Max), cpu(t.CPU[fmt.Sprintf("status%d", s.Offered)]))
 			}
 		}
 		w("\n### Durability check\n\nAfter each writer's run (the server is stopped with SIGTERM first, so its queue drains), the acknowledged order ids are compared with the rows in PostgreSQL.\n\n| server | acknowledged (200, approved) | rows | acknowledged but missing |\n|---|---:|---:|---:|\n")
