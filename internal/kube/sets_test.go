@@ -69,7 +69,9 @@ func TestChangedCodes(t *testing.T) {
 		{"the set's date: every code", func(s *trackingv1alpha1.PromoCodeSet) { s.Spec.EndDate = at("2030-01-01T00:00:00Z") }, []string{"A1", "B2", "C3"}},
 		{"a rename", func(s *trackingv1alpha1.PromoCodeSet) { s.Spec.Codes[0].Code = "Z9" }, []string{"A1", "Z9"}},
 		{"a removal", func(s *trackingv1alpha1.PromoCodeSet) { s.Spec.Codes = s.Spec.Codes[1:] }, []string{"A1"}},
-		{"moving other entries", func(s *trackingv1alpha1.PromoCodeSet) { s.Spec.Codes[0], s.Spec.Codes[1] = s.Spec.Codes[1], s.Spec.Codes[0] }, nil},
+		{"moving other entries", func(s *trackingv1alpha1.PromoCodeSet) {
+			s.Spec.Codes[0], s.Spec.Codes[1] = s.Spec.Codes[1], s.Spec.Codes[0]
+		}, nil},
 		{"swapping folded duplicates: their order ranks them", func(s *trackingv1alpha1.PromoCodeSet) {
 			s.Spec.Codes[2], s.Spec.Codes[3] = s.Spec.Codes[3], s.Spec.Codes[2]
 		}, []string{"C3"}},
