@@ -119,6 +119,13 @@ var _ = Describe("PromoCodeSet", func() {
 		Expect(k8sClient.Create(ctx, s)).To(MatchError(And(ContainSubstring("2 new entries"), ContainSubstring("spec.codes[1]"),
 			ContainSubstring("already on Offer summer"), ContainSubstring("spec.codes[2]"), ContainSubstring("effective endDate"))))
 
+		By("a folded duplicate added before an existing entry")
+		Eventually(func() error {
+			return updateSet(ctx, ns, "good", func(s *trackingv1alpha1.PromoCodeSet) {
+				s.Spec.Codes = append([]trackingv1alpha1.PromoCodeSetEntry{fixtures.Entry(strings.ToLower(mine), 7)}, s.Spec.Codes...)
+			})
+		}).Should(MatchError(And(ContainSubstring("spec.codes[0]"), ContainSubstring("same code as spec.codes[1]"))))
+
 		By("a PromoCode of another affiliate on a code the set holds")
 		expectRefused(ctx, codeObj(ns, "late", strings.ToLower(mine), "summer", 9), "belongs to affiliate 7", "PromoCodeSet "+ns+"/good")
 	})
