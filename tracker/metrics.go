@@ -24,6 +24,7 @@ type Metrics struct {
 	// SpooledChanges counts status changes found at replay (spooled rows
 	// whose order was already recorded), by outcome.
 	SpooledChanges *prometheus.CounterVec
+	Shop           ShopMetrics
 }
 
 // NewMetrics registers the tracker's metrics with reg.
@@ -64,6 +65,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.SpooledChanges = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promo_tracker_spool_status_changes_total",
 		Help: "Spooled postbacks with conv_status whose order was already recorded, applied at replay as status changes, by outcome (applied, same, invalid)."}, []string{"outcome"})
 	reg.MustRegister(m.SpoolRows, m.Replayed, m.RedoneBatches, m.StatusChanges, m.StatusChangeSeconds, m.SpooledChanges)
+	m.Shop = newShopMetrics(reg)
 	reg.MustRegister(m.Requests, m.Latency, m.BatchSize, m.CommitSeconds, m.QueueDepth, m.TableCodes, m.TableOffers, m.TableVersion)
 	return m
 }

@@ -108,6 +108,9 @@ func NewServer(ctx context.Context, cfg Config, log *slog.Logger) (*Server, erro
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/track/promo", &Handler{Routes: s.Routes, Writer: s.writer, Metrics: s.Metrics, Log: log, TrustForwardedFor: cfg.TrustForwardedFor})
+	shop := NewShopHandler(s.Routes, s.writer, s.Metrics, log, cfg.TrustForwardedFor)
+	mux.Handle("/integrations/shopify/{namespace}/{name}", shop.Shopify())
+	mux.Handle("/integrations/woocommerce/{namespace}/{name}", shop.WooCommerce())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", s.readyz)
 	mux.Handle("/metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))

@@ -42,6 +42,8 @@ func main() {
 	satConns := flag.String("saturation-conns", "256,1024", "connection counts of the maximum-throughput steps (100k req/s offered); each server's maximum is its best")
 	sweep := flag.String("sweep-conns", "16,64,256,512", "connection counts tried at -sweep-rate for the ceiling and the tracker (empty: skip)")
 	flag.IntVar(&sweepRate, "sweep-rate", sweepRate, "offered req/s of the connection sweep")
+	flag.IntVar(&webhookRate, "webhook-rate", webhookRate, "shop webhook deliveries per second offered to the tracker, beside postbacks at the same rate (0: skip)")
+	flag.IntVar(&webhookConns, "webhook-conns", webhookConns, "keep-alive connections of the webhook step")
 	flag.IntVar(&compareWriters, "compare-writers", 4, "also run the tracker with --writers=N, for comparison with the default (0: skip)")
 	statusList := flag.String("status-rates", "250,500,1000", "offered status changes/s of the status-change steps (empty: skip)")
 	flag.StringVar(&beforeRef, "before-ref", "", "also run the tracker built from this git ref (e.g. main) on its own database, before the tracker under test")

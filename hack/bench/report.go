@@ -23,6 +23,8 @@ type report struct {
 	Targets     []target
 	Lookup      []benchLine
 	Propagation []propagation
+	// WebhookBytes is the size of the Shopify order delivered by the webhook step.
+	WebhookBytes int
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
@@ -60,6 +62,20 @@ func (r *report) write(path string) error {
 		for _, t := range r.Targets {
 			for _, s := range t.Steps {
 				w("| %s | %d | %.0f | %d | %d | %s | %s | %s | %s | %s |\n", t.Name, s.Offered, completed(s), s.OK, s.Non200, ms(s.P50), ms(s.P99), ms(s.P999), ms(s.Max), cpu(t.CPU[fmt.Sprintf("load%d", s.Offered)]))
+			}
+		}
+		for _, t := range r.Targets {
+			if len(t.Webhooks) == 0 {
+				continue
+			}
+			w("\n### Shop webhooks at %d deliveries/s (%d connections)\n\n", webhookRate, webhookConns)
+			w("Shopify `orders/create` deliveries to `/integrations/shopify/%s` (docs/integrations.md): the %d-byte order of tracker/testdata/shopify/orders_create.json, ", benchStorefront, r.WebhookBytes)
+			w("each with its own order id and one code of the storefront's 10 offers, signed with HMAC-SHA256 before the run; a 200 is sent after the conversion's commit, and the durability check below counts the deliveries whose summary lists it. ")
+			w("Beside it, %s: postbacks and pixels at the same rate over as many connections, in the same run.\n\n", t.Name)
+			w("| traffic | offered /s | achieved /s | 200 | non-200 | errors | p50 | p99 | p99.9 | max | CPU loadgen / server / PG |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+			for _, s := range t.Webhooks {
+				res := s.Result
+				w("| %s | %d | %.0f | %d | %d | %d | %s | %s | %s | %s | %s |\n", s.Traffic, res.Offered, completed(res), res.OK, res.Non200, res.Errors, ms(res.P50), ms(res.P99), ms(res.P999), ms(res.Max), cpu(t.CPU[s.Tag]))
 			}
 		}
 		if r.hasSweep() {
