@@ -31,13 +31,13 @@ import (
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
+	"promocodes.dev/promo-operator/internal/testutil/fixtures"
 	"promocodes.dev/promo-operator/internal/testutil/pgtest"
 	"promocodes.dev/promo-operator/internal/testutil/poll"
 	"promocodes.dev/promo-operator/tracker"
@@ -421,19 +421,16 @@ func TestAffiliatePromoCodes(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	offer := func(name string, id int64, title string, enabled bool) {
-		o := &trackingv1alpha1.Offer{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: name},
-			Spec: trackingv1alpha1.OfferSpec{ID: id, Title: title, Currency: "USD",
-				Tracking: trackingv1alpha1.Tracking{PromoCodes: trackingv1alpha1.PromoCodeTracking{Enabled: enabled}},
-				Goals: []trackingv1alpha1.Goal{{ID: 1, Alias: "sale", Default: true,
-					Payout: trackingv1alpha1.Money{Fixed: ptr.To("2")}, Revenue: trackingv1alpha1.Money{Fixed: ptr.To("5")}}}}}
+		o := fixtures.Offer(f.ns, name, id, enabled)
+		o.Spec.Title = title
 		if err := f.kube.Create(ctx, o); err != nil {
 			t.Fatal(err)
 		}
 	}
 	start := metav1.NewTime(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC))
 	code := func(name, c, offer string, aff int64, state trackingv1alpha1.PromoCodeState, desc string) {
-		pc := &trackingv1alpha1.PromoCode{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: name},
-			Spec: trackingv1alpha1.PromoCodeSpec{Code: c, OfferRef: trackingv1alpha1.LocalOfferReference{Name: offer}, AffiliateID: aff, Description: desc}}
+		pc := fixtures.PromoCode(f.ns, name, c, offer, aff)
+		pc.Spec.Description = desc
 		if state == trackingv1alpha1.StateScheduled {
 			pc.Spec.StartDate = &start
 		}

@@ -6,14 +6,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"promocodes.dev/promo-operator/internal/devstack"
 	"promocodes.dev/promo-operator/internal/testutil/poll"
+	"promocodes.dev/promo-operator/internal/testutil/stacktest"
 )
 
 const injectManifests = `apiVersion: v1
@@ -42,19 +41,7 @@ spec: {code: INJECT1, offerRef: {name: shop}, affiliateID: 5}
 func TestFormulaFromAPixelIsNeutralisedInTheExport(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	root, _ := filepath.Abs("..")
-	if err := devstack.Build(ctx, root, nil); err != nil {
-		t.Fatal(err)
-	}
-	s, err := devstack.Start(ctx, devstack.Options{Root: root, Dir: t.TempDir(), Out: os.Stderr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := s.Stop(); err != nil {
-			t.Error(err)
-		}
-	}()
+	s := stacktest.Start(t, ctx, devstack.Options{})
 	if out, err := s.Kubectl(ctx, strings.NewReader(injectManifests), "apply", "-f", "-"); err != nil {
 		t.Fatal(out, err)
 	}

@@ -3,6 +3,7 @@ package tracker
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -138,13 +139,47 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, received time.Ti
 	}
 	h.storeLog.stored(h.Log)
 	if res.Duplicate {
-		rep := reply{Status: "duplicate", Reason: "duplicate", Message: "adv_order_id already recorded for this offer and goal"}
-		if res.ExistingID != uuid.Nil {
-			rep.ConversionID = res.ExistingID.String()
+		if row.ExplicitStatus && res.ExistingStatus != row.Status {
+			return h.changeStatus(r, &row, res)
 		}
-		return rep, http.StatusOK
+		return duplicate(res.ExistingID), http.StatusOK
 	}
 	return reply{Status: row.Status, ConversionID: row.ID.String()}, http.StatusOK
+}
+
+func duplicate(id uuid.UUID) reply {
+	rep := reply{Status: "duplicate", Reason: "duplicate", Message: "adv_order_id already recorded for this offer and goal"}
+	if id != uuid.Nil {
+		rep.ConversionID = id.String()
+	}
+	return rep
+}
+
+// changeStatus applies a postback's conv_status to the conversion its order
+// already has (SPEC §3 status changes). res is the group commit's answer:
+// the order was recorded, with ExistingStatus when it could be read (the
+// change itself decides on the status it reads under a lock).
+func (h *Handler) changeStatus(r *http.Request, row *Row, res Result) (reply, int) {
+	changes, err := h.Writer.ChangeStatus(r.Context(), StatusChange{OfferIDs: []int64{row.OfferID}, GoalID: row.GoalID,
+		AdvOrderID: row.AdvOrderID, To: row.Status, Source: "postback", At: row.CreatedAt})
+	if err != nil {
+		h.storeLog.failed(h.Log, row.CreatedAt, row.OfferID, row.PromoCodeRef, err)
+		return fail("storage_unavailable", "status change not stored; retry later"), http.StatusServiceUnavailable
+	}
+	if len(changes) == 0 { // cannot happen: conversions are never deleted
+		return duplicate(res.ExistingID), http.StatusOK
+	}
+	c := changes[0] // (offer, goal, adv_order_id) is unique: one conversion
+	id := c.ConversionID.String()
+	switch c.Outcome {
+	case ChangeApplied:
+		return reply{Status: c.To, ConversionID: id, Reason: "status_changed"}, http.StatusOK
+	case ChangeInvalid:
+		rep := fail("invalid_transition", fmt.Sprintf("conversion is %s; cannot change %s → %s (allowed: %s)", c.From, c.From, c.To, AllowedTransitions))
+		rep.ConversionID = id
+		return rep, http.StatusConflict
+	}
+	return duplicate(c.ConversionID), http.StatusOK // ChangeSame: an identical change came first
 }
 
 var outcomeReason = map[routing.Outcome]string{
@@ -176,7 +211,7 @@ func (h *Handler) row(r *http.Request, p Params, m routing.Match, received time.
 		OfferID: m.Offer.ID, AffiliateID: m.Entry.AffiliateID, GoalID: m.Goal.ID, Status: status,
 		Amount: p.AmountText, Payout: m.Goal.Payout.Text(amount), Revenue: m.Goal.Revenue.Text(amount),
 		Currency: currency, AdvOrderID: p.AdvOrderID, AdvParams: p.AdvParams, Source: source,
-		IP: h.clientIP(r), UserAgent: sanitize(r.UserAgent(), 512),
+		IP: h.clientIP(r), UserAgent: sanitize(r.UserAgent(), 512), ExplicitStatus: p.ConvStatus != "",
 	}
 	return row
 }
@@ -234,7 +269,7 @@ var (
 	statusValues = func() map[string][]string {
 		m := map[string][]string{}
 		for _, s := range []string{"approved", "pending", "declined", "duplicate", "bad_request", "method_not_allowed",
-			"not_ready", "invalid_token", "storage_unavailable"} {
+			"not_ready", "invalid_token", "storage_unavailable", "invalid_transition"} {
 			m[s] = []string{s}
 		}
 		for o := routing.OK; o <= routing.UnknownGoal; o++ {

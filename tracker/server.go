@@ -251,8 +251,10 @@ func (s *Server) closeWhileDraining(next http.Handler) http.Handler {
 // migrateUntilDone retries migrations when storage was down at start.
 func (s *Server) migrateUntilDone(ctx context.Context) {
 	for delay := time.Second; ; delay = min(2*delay, 30*time.Second) {
-		var exists bool
-		if err := s.pool.QueryRow(ctx, "SELECT to_regclass('conversions') IS NOT NULL").Scan(&exists); err == nil && exists {
+		// Every migration, not just the table: a tracker started during an
+		// outage against a database of the previous version must not write
+		// columns that are not there yet.
+		if current, err := Migrated(ctx, s.pool); err == nil && current {
 			return
 		}
 		if _, err := Migrate(ctx, s.pool); err == nil {

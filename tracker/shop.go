@@ -72,11 +72,7 @@ type ShopHandler struct {
 
 // NewShopHandler returns the handler of both shop routes, writing through w.
 func NewShopHandler(routes *Routes, w *Writer, m *Metrics, log *slog.Logger, trustForwardedFor bool) *ShopHandler {
-	h := &ShopHandler{Routes: routes, Writer: w, Metrics: m, Log: log, TrustForwardedFor: trustForwardedFor}
-	if c, ok := any(w).(statusChanger); ok {
-		h.Changes = c
-	}
-	return h
+	return &ShopHandler{Routes: routes, Writer: w, Changes: w, Metrics: m, Log: log, TrustForwardedFor: trustForwardedFor}
 }
 
 // Shopify is the handler of /integrations/shopify/{namespace}/{name}.

@@ -20,11 +20,11 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
 	"promocodes.dev/promo-operator/internal/kube"
 	"promocodes.dev/promo-operator/internal/routing"
+	"promocodes.dev/promo-operator/internal/testutil/fixtures"
 	"promocodes.dev/promo-operator/internal/testutil/pgtest"
 	"promocodes.dev/promo-operator/internal/testutil/poll"
 )
@@ -47,24 +47,11 @@ func TestMain(m *testing.M) {
 var created = time.Now().Add(-time.Hour)
 
 func testOffer(name string, id int64, enabled bool, at time.Time) *trackingv1alpha1.Offer {
-	return &trackingv1alpha1.Offer{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, CreationTimestamp: metav1.NewTime(at)},
-		Spec: trackingv1alpha1.OfferSpec{ID: id, Currency: "USD",
-			Tracking: trackingv1alpha1.Tracking{PromoCodes: trackingv1alpha1.PromoCodeTracking{Enabled: enabled}},
-			Goals: []trackingv1alpha1.Goal{
-				{ID: 1, Alias: "sale", Default: true, Status: "approved",
-					Payout: trackingv1alpha1.Money{Percent: ptr.To("10")}, Revenue: trackingv1alpha1.Money{Fixed: ptr.To("8.00")}},
-				{ID: 2, Alias: "lead", Status: "pending",
-					Payout: trackingv1alpha1.Money{Fixed: ptr.To("1.50")}, Revenue: trackingv1alpha1.Money{Fixed: ptr.To("2.00")}},
-			}},
-	}
+	return fixtures.Created(fixtures.WithLeadGoal(fixtures.Offer("shop", name, id, enabled)), at)
 }
 
 func testCode(name, code, offer string, affiliate int64, at time.Time) *trackingv1alpha1.PromoCode {
-	return &trackingv1alpha1.PromoCode{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, CreationTimestamp: metav1.NewTime(at)},
-		Spec:       trackingv1alpha1.PromoCodeSpec{Code: code, OfferRef: trackingv1alpha1.LocalOfferReference{Name: offer}, AffiliateID: affiliate},
-	}
+	return fixtures.Created(fixtures.PromoCode("shop", name, code, offer, affiliate), at)
 }
 
 // testTable: PROMO22 of affiliate 42 on summer (created first, id 7) and on

@@ -88,6 +88,17 @@ func (r *report) write(path string) error {
 				}
 			}
 		}
+		for _, t := range r.Targets {
+			if len(t.StatusSteps) == 0 {
+				continue
+			}
+			w("\n### Status changes (%s)\n\nPostbacks with `conv_status=approved` for orders recorded `pending` just before (seeded at the same rate), each an applied change (SPEC §3): one transaction per change — lock the conversion, update it, insert its history row, commit (one fsync, shared by the changes committing at once). Open-loop, 256 connections.\n\n", t.Name)
+			w("| offered changes/s | achieved req/s | applied (status_changed) | history rows | p50 | p99 | p99.9 | max | CPU loadgen / server / PG |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+			for _, st := range t.StatusSteps {
+				s := st.Result
+				w("| %d | %.0f | %d | %d | %s | %s | %s | %s | %s |\n", s.Offered, completed(s), st.Applied, st.History, ms(s.P50), ms(s.P99), ms(s.P999), ms(s.Max), cpu(t.CPU[fmt.Sprintf("status%d", s.Offered)]))
+			}
+		}
 		w("\n### Durability check\n\nAfter each writer's run (the server is stopped with SIGTERM first, so its queue drains), the acknowledged order ids are compared with the rows in PostgreSQL.\n\n| server | acknowledged (200, approved) | rows | acknowledged but missing |\n|---|---:|---:|---:|\n")
 		for _, t := range r.Targets {
 			if t.Writes {

@@ -81,6 +81,8 @@ type target struct {
 	Tracker  bool          `json:"tracker"` // the tracker under test; a writer that is not is the naive baseline
 	// CPU by step tag (saturation256, load2000, ...).
 	CPU map[string]cpuSplit `json:"cpu"`
+	// StatusSteps: status changes at statusRates (the tracker under test only).
+	StatusSteps []statusStep `json:"status_steps"`
 }
 
 type webhookStep struct {
@@ -275,26 +277,51 @@ func runTracker(ctx context.Context, r *report, step time.Duration, loads []int,
 	r.WebhookBytes = len(order)
 
 	type spec struct {
-		name     string
-		bin      string
-		args     func(addr string) []string
-		tracker  bool // the tracker under test: kept by -only-tracker, ready on /readyz
-		sweep    bool // run the connection sweep
-		webhooks bool // run the webhook step
+		name    string
+		bin     string
+		args    func(addr string) []string
+		tracker bool   // the tracker under test: kept by -only-tracker, ready on /readyz
+		sweep   bool   // run the connection sweep
+		db      string // its database when not dbURL
+		status  bool   // run the status-change steps
+		// webhooks: run the shop webhook step
+		webhooks bool
+	}
+	trackerBinSpec := func(name, bin, db string, extra ...string) spec {
+		return spec{name, bin, func(a string) []string {
+			args := append([]string{"--listen=" + a, "--database-url=" + db, "--snapshot-file=" + snap}, extra...)
+			return append(args, strings.Fields(trackerArgs)...)
+		}, true, true, db, false, false}
 	}
 	trackerSpec := func(name string, extra ...string) spec {
-		return spec{name, filepath.Join(r.Root, "bin", "tracker"), func(a string) []string {
-			args := append([]string{"--listen=" + a, "--database-url=" + dbURL, "--snapshot-file=" + snap}, extra...)
-			return append(args, strings.Fields(trackerArgs)...)
-		}, true, true, false}
+		return trackerBinSpec(name, filepath.Join(r.Root, "bin", "tracker"), dbURL, extra...)
 	}
 	specs := []spec{
-		{"ceiling (pixel, no write)", self, func(a string) []string { return []string{"serve-ceiling", a} }, false, true, false},
+		{"ceiling (pixel, no write)", self, func(a string) []string { return []string{"serve-ceiling", a} }, false, true, "", false, false},
 		// The naive baseline saturates below the sweep's rate: a sweep would only measure its queue.
-		{"naive (1 INSERT per request)", self, func(a string) []string { return []string{"serve-naive", a, dbURL} }, false, false, false},
-		trackerSpec("promo-operator tracker"),
+		{"naive (1 INSERT per request)", self, func(a string) []string { return []string{"serve-naive", a, dbURL} }, false, false, "", false, false},
 	}
-	specs[2].webhooks = webhookRate > 0
+	if beforeRef != "" {
+		// The tracker before the change under test, on a database of its own
+		// migrations, run before it: the group commit before and after.
+		bin, commit, err := buildBefore(ctx, r.Root, dir)
+		if err != nil {
+			return err
+		}
+		if _, err := conn.Exec(ctx, "CREATE DATABASE bench_before"); err != nil {
+			return err
+		}
+		beforeURL := strings.Replace(dbURL, "/"+conn.Config().Database, "/bench_before", 1)
+		if _, err := run(ctx, r.Root, nil, bin, "migrate", "--database-url="+beforeURL); err != nil {
+			return err
+		}
+		r.Notes = append(r.Notes, fmt.Sprintf("The tracker before the change (%s at %s) is built from git and runs on a database migrated by itself, in the same run as the tracker under test.", beforeRef, commit))
+		specs = append(specs, trackerBinSpec(fmt.Sprintf("tracker before (%s)", commit), bin, beforeURL))
+	}
+	under := trackerSpec("promo-operator tracker")
+	under.status = len(statusRates) > 0
+	under.webhooks = webhookRate > 0
+	specs = append(specs, under)
 	if compareWriters > 0 {
 		specs = append(specs, trackerSpec(fmt.Sprintf("tracker with --writers=%d", compareWriters), fmt.Sprintf("--writers=%d", compareWriters)))
 	}
@@ -321,6 +348,15 @@ func runTracker(ctx context.Context, r *report, step time.Duration, loads []int,
 			srv.stop()
 			return err
 		}
+		conn := conn
+		if sp.db != "" && sp.db != dbURL {
+			if conn, err = pgx.Connect(ctx, sp.db); err != nil {
+				srv.stop()
+				return err
+			}
+			defer conn.Close(context.Background())
+		}
+		// cascade: conversion_status_changes, when the schema has it.
 		if _, err := conn.Exec(ctx, "truncate conversions cascade"); err != nil {
 			srv.stop()
 			return err
@@ -395,6 +431,12 @@ func runTracker(ctx context.Context, r *report, step time.Duration, loads []int,
 		if sp.sweep {
 			for _, c := range sweepConns {
 				t.Sweep = append(t.Sweep, sweepStep{Conns: c, Result: runOnce(sweepTag(c), sweepRate, c, step)})
+			}
+		}
+		if sp.status {
+			if err := runStatusChanges(ctx, base, conn, codes, step, meter, &t); err != nil {
+				srv.stop()
+				return err
 			}
 		}
 		srv.stop() // graceful: the tracker drains its queue before exiting

@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -22,6 +21,7 @@ import (
 	"promocodes.dev/promo-operator/internal/devstack"
 	"promocodes.dev/promo-operator/internal/testutil/fixtures"
 	"promocodes.dev/promo-operator/internal/testutil/poll"
+	"promocodes.dev/promo-operator/internal/testutil/stacktest"
 )
 
 var (
@@ -29,18 +29,13 @@ var (
 	db    *pgxpool.Pool
 )
 
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
-
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
 
 func run(m *testing.M) int {
 	ctx := context.Background()
-	root, _ := filepath.Abs(repoRoot())
+	root := stacktest.Root()
 	if err := devstack.Build(ctx, root, nil); err != nil {
 		fmt.Fprintln(os.Stderr, "building:", err)
 		return 1
