@@ -89,7 +89,10 @@ type fixture struct {
 	ns   string
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureWith(t, nil) }
+
+// newFixtureWith lets a test adjust the server's Config (the clock).
+func newFixtureWith(t *testing.T, configure func(*Config)) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	u, drop, err := pg.FreshDatabase(ctx)
@@ -141,7 +144,11 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	srv := NewServer(Config{Token: token}, &Store{Pool: pool}, &Codes{Reader: c}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	scfg := Config{Token: token}
+	if configure != nil {
+		configure(&scfg)
+	}
+	srv := NewServer(scfg, &Store{Pool: pool}, &Codes{Reader: c}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
 	return &fixture{url: hs.URL, db: db, kube: kube, ns: ns}

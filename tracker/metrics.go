@@ -24,8 +24,7 @@ type Metrics struct {
 	// SpooledChanges counts status changes found at replay (spooled rows
 	// whose order was already recorded), by outcome.
 	SpooledChanges *prometheus.CounterVec
-	// Shop: the shops' webhook deliveries (shop_metrics.go).
-	Shop ShopMetrics
+	Shop           ShopMetrics
 }
 
 // NewMetrics registers the tracker's metrics with reg.

@@ -277,15 +277,14 @@ func runTracker(ctx context.Context, r *report, step time.Duration, loads []int,
 	r.WebhookBytes = len(order)
 
 	type spec struct {
-		name    string
-		bin     string
-		args    func(addr string) []string
-		tracker bool   // the tracker under test: kept by -only-tracker, ready on /readyz
-		sweep   bool   // run the connection sweep
-		db      string // its database when not dbURL
-		status  bool   // run the status-change steps
-		// webhooks: run the shop webhook step
-		webhooks bool
+		name     string
+		bin      string
+		args     func(addr string) []string
+		tracker  bool   // the tracker under test: kept by -only-tracker, ready on /readyz
+		sweep    bool   // run the connection sweep
+		db       string // its database when not dbURL
+		status   bool   // run the status-change steps
+		webhooks bool   // run the webhook step
 	}
 	trackerBinSpec := func(name, bin, db string, extra ...string) spec {
 		return spec{name, bin, func(a string) []string {
