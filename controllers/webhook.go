@@ -126,5 +126,5 @@ func SetupWebhooks(mgr ctrl.Manager) error {
 	if err := setupPromoCodeSetWebhook(mgr); err != nil {
 		return err
 	}
-	return nil
+	return SetupStorefrontWebhook(mgr)
 }
