@@ -51,6 +51,7 @@ type PromoCodeSetReconciler struct {
 
 // Reconcile decides one PromoCodeSet and writes its status.
 func (r *PromoCodeSetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	began := time.Now()
 	var set trackingv1alpha1.PromoCodeSet
 	if err := r.Get(ctx, req.NamespacedName, &set); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -74,6 +75,7 @@ func (r *PromoCodeSetReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if equality.Semantic.DeepEqual(before, &st) {
 		return requeueAt(next, now), nil
 	}
+	decided := time.Since(began)
 	patch, err := statusPatch(before, &st)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -83,7 +85,8 @@ func (r *PromoCodeSetReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		return ctrl.Result{}, fmt.Errorf("updating PromoCodeSet %s status: %w", req.NamespacedName, err)
 	}
 	r.events(&set, before, &st)
-	logf.FromContext(ctx).V(1).Info("Updated PromoCodeSet status", "codes", st.Codes, "active", st.Active, "rejected", st.Rejected)
+	logf.FromContext(ctx).V(1).Info("Updated PromoCodeSet status", "codes", st.Codes, "active", st.Active, "rejected", st.Rejected,
+		"decided", decided, "took", time.Since(began))
 	return requeueAt(next, now), nil
 }
 

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -118,6 +119,13 @@ var _ = Describe("PromoCodeSet", func() {
 		Expect(k8sClient.Create(ctx, s)).To(MatchError(And(ContainSubstring("2 new entries"), ContainSubstring("spec.codes[1]"),
 			ContainSubstring("already on Offer summer"), ContainSubstring("spec.codes[2]"), ContainSubstring("effective endDate"))))
 
+		By("a folded duplicate added before an existing entry")
+		Eventually(func() error {
+			return updateSet(ctx, ns, "good", func(s *trackingv1alpha1.PromoCodeSet) {
+				s.Spec.Codes = append([]trackingv1alpha1.PromoCodeSetEntry{fixtures.Entry(strings.ToLower(mine), 7)}, s.Spec.Codes...)
+			})
+		}).Should(MatchError(And(ContainSubstring("spec.codes[0]"), ContainSubstring("same code as spec.codes[1]"))))
+
 		By("a PromoCode of another affiliate on a code the set holds")
 		expectRefused(ctx, codeObj(ns, "late", strings.ToLower(mine), "summer", 9), "belongs to affiliate 7", "PromoCodeSet "+ns+"/good")
 	})
@@ -189,6 +197,35 @@ var _ = Describe("PromoCodeSet", func() {
 		}).WithTimeout(15 * time.Second).Should(Succeed())
 		Expect(k8sClient.Create(ctx, codeObj(ns, "freed", a, "summer", 9))).To(Succeed())
 		expectState(ctx, ns, "freed", trackingv1alpha1.StateActive)
+	})
+
+	It("admits, counts and re-decides a full 5,000-entry set", func() {
+		Expect(k8sClient.Create(ctx, offerObj(ns, "summer", uniqueID(), true))).To(Succeed())
+		prefix := uniqueCode("F")
+		entries := make([]trackingv1alpha1.PromoCodeSetEntry, trackingv1alpha1.MaxPromoCodeSetEntries)
+		for i := range entries {
+			entries[i] = fixtures.Entry(fmt.Sprintf("%s%04d", prefix, i), 42)
+		}
+		start := time.Now()
+		Expect(k8sClient.Create(ctx, fixtures.PromoCodeSet(ns, "full", "summer", entries...))).To(Succeed())
+		admitted := time.Now()
+		Eventually(func(g Gomega) {
+			st := setStatusOf(ctx, ns, "full")(g)
+			g.Expect(st.Codes).To(Equal(int32(len(entries))))
+			g.Expect(st.Active).To(Equal(int32(len(entries))))
+			g.Expect(condition(st.Conditions, trackingv1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
+		}).WithTimeout(60 * time.Second).WithPolling(250 * time.Millisecond).Should(Succeed()) // each read decodes 5,000 entries
+		GinkgoWriter.Printf("5,000-entry set: admitted in %s, Ready %s later\n", admitted.Sub(start), time.Since(admitted))
+
+		By("another affiliate's PromoCode on one of its codes is refused naming the set; an edited entry is re-decided")
+		expectRefused(ctx, codeObj(ns, "late", strings.ToLower(entries[4321].Code), "summer", 7), "PromoCodeSet "+ns+"/full", "affiliate 42")
+		past := metav1.NewTime(time.Now().Add(-time.Hour).Truncate(time.Second))
+		Eventually(func() error {
+			return updateSet(ctx, ns, "full", func(s *trackingv1alpha1.PromoCodeSet) { s.Spec.Codes[4321].EndDate = &past })
+		}).Should(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(setStatusOf(ctx, ns, "full")(g).Active).To(Equal(int32(len(entries) - 1)))
+		}).WithTimeout(60 * time.Second).WithPolling(250 * time.Millisecond).Should(Succeed())
 	})
 
 	It("deleting a set promotes the next holder of its codes", Serial, func() {

@@ -14,6 +14,7 @@ import (
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
 	"promocodes.dev/promo-operator/internal/kube"
+	"promocodes.dev/promo-operator/internal/routing"
 )
 
 // +kubebuilder:webhook:path=/validate-tracking-promocodes-dev-v1alpha1-promocodeset,mutating=false,failurePolicy=fail,sideEffects=None,groups=tracking.promocodes.dev,resources=promocodesets,verbs=create;update,versions=v1alpha1,name=vpromocodeset.tracking.promocodes.dev,admissionReviewVersions=v1,timeoutSeconds=5
@@ -22,9 +23,9 @@ import (
 const maxRefusals = 10
 
 // PromoCodeSetValidator refuses a PromoCodeSet create or update whose new
-// entries would lose SPEC §2 rule 4 (against PromoCodes, other sets, or an
-// earlier entry of the same set with the same folded code) or whose
-// effective dates are empty. Entries already in the old object are not
+// entries would lose SPEC §2 rule 4 (against PromoCodes or other sets), have
+// the folded code of another entry of the set, or have empty effective
+// dates. Entries already in the old object are not
 // judged again: a set holding a rejected entry can still be edited.
 type PromoCodeSetValidator struct {
 	Reader client.Reader
@@ -80,6 +81,27 @@ func (v *PromoCodeSetValidator) check(ctx context.Context, old, s *trackingv1alp
 	_, verdicts, err := kube.Resolver{Reader: v.Reader}.ResolveSet(ctx, c)
 	if err != nil {
 		return err
+	}
+	// A new entry with the folded code of an existing entry of the set is
+	// refused whatever its position (placed before it, it would win and make
+	// the existing one lose); of two new ones, the later.
+	byFold := make(map[string][]int, len(s.Spec.Codes))
+	for i := range s.Spec.Codes {
+		f := routing.Fold(s.Spec.Codes[i].Code)
+		byFold[f] = append(byFold[f], i)
+	}
+	isFresh := make(map[int]bool, len(fresh))
+	for _, i := range fresh {
+		isFresh[i] = true
+	}
+	for _, i := range fresh {
+		for _, j := range byFold[routing.Fold(s.Spec.Codes[i].Code)] {
+			if j != i && (j < i || !isFresh[j]) && verdicts[i].Accepted {
+				verdicts[i] = routing.CodeVerdict{Reason: routing.ReasonDuplicateCode, Message: fmt.Sprintf(
+					"code %q is the same code as spec.codes[%d] (%q, codes compare case-insensitively); a set holds each code once",
+					s.Spec.Codes[i].Code, j, s.Spec.Codes[j].Code)}
+			}
+		}
 	}
 	var refused []string
 	n := 0

@@ -524,6 +524,7 @@ func TestReadOnlyRole(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		_, _ = f.db.Exec(context.Background(), "REVOKE ALL ON conversions FROM "+role)
+		_, _ = f.db.Exec(context.Background(), "REVOKE ALL ON conversion_status_changes FROM "+role)
 		_, _ = f.db.Exec(context.Background(), "REVOKE ALL ON SCHEMA public FROM "+role)
 		_, _ = f.db.Exec(context.Background(), "DROP ROLE IF EXISTS "+role)
 	})
@@ -538,6 +539,10 @@ func TestReadOnlyRole(t *testing.T) {
 	var n int
 	if err := ro.QueryRow(ctx, "select count(*) from conversions").Scan(&n); err != nil || n != 2 {
 		t.Fatalf("read-only role reads %d rows (%v), want 2", n, err)
+	}
+	// The status history (GET /api/v1/transactions/{id}) needs the second table.
+	if err := ro.QueryRow(ctx, "select count(*) from conversion_status_changes").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("read-only role reads %d status changes (%v), want 0", n, err)
 	}
 	_, err = ro.Exec(ctx, "delete from conversions")
 	var pgErr *pgconn.PgError

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"promocodes.dev/promo-operator/internal/routing"
 )
 
@@ -230,11 +232,20 @@ SELECT folded, code, currency, conversions, approved, pending, declined,
 	return sql, *args
 }
 
+// querier is a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
 // EachReportRow calls fn for every row of the report (limit 0: all),
 // streaming them from PostgreSQL.
 func (s *Store) EachReportRow(ctx context.Context, f ReportFilter, limit int, fn func(*CodeReport) error) error {
+	return eachReportRow(ctx, s.Pool, f, limit, fn)
+}
+
+func eachReportRow(ctx context.Context, q querier, f ReportFilter, limit int, fn func(*CodeReport) error) error {
 	sql, args := f.rowsQuery(limit)
-	rows, err := s.Pool.Query(ctx, sql, args...)
+	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
 		return err
 	}
@@ -253,14 +264,21 @@ func (s *Store) EachReportRow(ctx context.Context, f ReportFilter, limit int, fn
 }
 
 // PromoCodeReport runs the report: up to f.Limit rows (default 100) and the
-// series of the charted codes.
+// series of the charted codes, both read in one read-only REPEATABLE READ
+// transaction, so the chart's totals are the table's even while conversions
+// arrive.
 func (s *Store) PromoCodeReport(ctx context.Context, f ReportFilter) (Report, error) {
+	tx, err := s.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return Report{}, err
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
 	limit := f.Limit
 	if limit == 0 {
 		limit = defaultReportLimit
 	}
 	r := Report{From: f.From, To: f.To, Items: []CodeReport{}, Series: []Series{}}
-	err := s.EachReportRow(ctx, f, limit+1, func(c *CodeReport) error {
+	err = eachReportRow(ctx, tx, f, limit+1, func(c *CodeReport) error {
 		if len(r.Items) == limit {
 			r.Truncated = true
 			return nil
@@ -315,7 +333,7 @@ func (s *Store) PromoCodeReport(ctx context.Context, f ReportFilter) (Report, er
   FROM conversions
  WHERE ` + cf.where(arg) + `
  GROUP BY 1, 2`
-	rows, err := s.Pool.Query(ctx, sql, *args...)
+	rows, err := tx.Query(ctx, sql, *args...)
 	if err != nil {
 		return Report{}, err
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"promocodes.dev/promo-operator/internal/routing"
 )
 
 // noRedirect shows a redirect instead of following it.
@@ -301,4 +304,83 @@ func TestReportPage(t *testing.T) {
 			t.Errorf("next=%q redirects to %q", next, got)
 		}
 	}
+}
+
+// TestReportOnManyRows: 294,000 conversions over 30 days, 49 codes, two
+// currencies, every status: the sums stay exact, and the time is logged.
+func TestReportOnManyRows(t *testing.T) {
+	f := newFixture(t)
+	const n = 294_000 // 49 × 2 × 3 × 1000
+	base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	_, err := f.db.Exec(context.Background(), `
+INSERT INTO conversions (id, created_at, updated_at, promo_code, promo_code_ref, offer_id, affiliate_id, goal_id, status,
+                         amount, payout, revenue, currency, source)
+SELECT gen_random_uuid(), $1::timestamptz + make_interval(secs => g * 8.8), $1::timestamptz + make_interval(secs => g * 8.8),
+       'CODE' || (g % 49), 'shop/code' || (g % 49), 7, 42, 1, (ARRAY['approved', 'pending', 'declined'])[g % 3 + 1],
+       19.99, 1.999, 0.01, (ARRAY['USD', 'EUR'])[g % 2 + 1], 'postback'
+  FROM generate_series(0, $2::int - 1) AS g`, base, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.db.Exec(context.Background(), "ANALYZE conversions"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r := f.report(t, "from=2026-11-01&to=2026-11-30")
+	took := time.Since(start)
+	if len(r.Items) != 98 || r.Truncated {
+		t.Fatalf("%d rows (truncated %v), want 49 codes × 2 currencies", len(r.Items), r.Truncated)
+	}
+	var total int64
+	for _, c := range r.Items {
+		total += c.Conversions
+		// code = g mod 49, currency g mod 2, status g mod 3 (coprime): each
+		// row is 3,000 conversions, 1,000 of each status; 2,000 count in the sums.
+		if c.Conversions != 3000 || c.Approved != 1000 || c.Pending != 1000 || c.Declined != 1000 ||
+			c.Amount != "39980.00" || c.Payout != "3998.000" || c.Revenue != "20.00" || c.DeclinedAmount != "19990.00" {
+			t.Fatalf("row %+v", c)
+		}
+	}
+	if total != n || len(r.Series) != 5 || r.Series[0].Total != 6000 || len(r.Series[0].Days) != 30 {
+		t.Fatalf("total %d, %d series", total, len(r.Series))
+	}
+	t.Logf("report over %d conversions (30 days, 98 rows, 5 series) in %s", n, took.Round(time.Millisecond))
+}
+
+// FuzzParseReportFilter: any query string is either refused with a
+// FilterError naming a parameter, or gives a filter the queries can rely on.
+func FuzzParseReportFilter(f *testing.F) {
+	for _, s := range []string{"", "from=2026-11-20&to=2026-11-22", "promo_code=a,B,%20c&promo_code=d", "from=2026-11-20T10:00:00Z",
+		"to=2026-02-29", "from=0001-01-01", "to=9999-12-31", "limit=1000&offer_id=9223372036854775807", "promo_code=,,,"} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 11, 22, 18, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		rf, err := ParseReportFilter(q, now)
+		if err != nil {
+			var fe *FilterError
+			if !errors.As(err, &fe) || fe.Param == "" || fe.Message == "" {
+				t.Fatalf("%q: %v is not a FilterError", raw, err)
+			}
+			return
+		}
+		if !rf.To.After(rf.From) || rf.To.Sub(rf.From) > maxReportDays*24*time.Hour {
+			t.Fatalf("%q: range %s..%s", raw, rf.From, rf.To)
+		}
+		if n := len(rf.Days()); n < 1 || n > maxReportDays+1 {
+			t.Fatalf("%q: %d days", raw, n)
+		}
+		if len(rf.Codes) > maxReportCodes || rf.Limit < 0 || rf.Limit > maxLimit || rf.OfferID < 0 || rf.AffiliateID < 0 {
+			t.Fatalf("%q: %+v", raw, rf)
+		}
+		for _, c := range rf.Codes {
+			if !routing.ValidCode(c) || routing.Fold(c) != c || strings.Count(strings.Join(rf.Codes, ","), c) < 1 {
+				t.Fatalf("%q: code %q", raw, c)
+			}
+		}
+	})
 }

@@ -1,6 +1,8 @@
 // Package portal is the read-only reports service of SPEC §7: the affiliate's
 // promo-code listing, the transactions API (JSON pages with a stable cursor,
-// or a streamed CSV) and a server-rendered web page over both.
+// or a streamed CSV), a conversion with its status history, the Performance
+// by promo code report (JSON or CSV) and server-rendered web pages over all
+// of them, the report's chart an inline SVG.
 package portal
 
 import (

@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -160,7 +161,9 @@ func duplicate(id uuid.UUID) reply {
 // the order was recorded, with ExistingStatus when it could be read (the
 // change itself decides on the status it reads under a lock).
 func (h *Handler) changeStatus(r *http.Request, row *Row, res Result) (reply, int) {
-	changes, err := h.Writer.ChangeStatus(r.Context(), StatusChange{OfferIDs: []int64{row.OfferID}, GoalID: row.GoalID,
+	// Not cancelled with the request: a change begun is finished (within
+	// ChangeStatus's own timeout), so a retry finds it, as with Submit.
+	changes, err := h.Writer.ChangeStatus(context.WithoutCancel(r.Context()), StatusChange{OfferIDs: []int64{row.OfferID}, GoalID: row.GoalID,
 		AdvOrderID: row.AdvOrderID, To: row.Status, Source: "postback", At: row.CreatedAt})
 	if err != nil {
 		h.storeLog.failed(h.Log, row.CreatedAt, row.OfferID, row.PromoCodeRef, err)

@@ -3,12 +3,14 @@ package tracker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // oldInsert is how a tracker of migration 1 inserts: without updated_at.
@@ -124,6 +126,28 @@ func TestMigrationUpgradeWithRows(t *testing.T) {
 	var updated time.Time
 	if err := pool.QueryRow(ctx, `SELECT updated_at FROM conversions WHERE adv_order_id = 'order-old'`).Scan(&updated); err != nil || !updated.Equal(old) {
 		t.Fatalf("updated_at of an old tracker's row = %v (%v), want created_at %v", updated, err, old)
+	}
+
+	// The previous tracker's group commit: a binary COPY without updated_at.
+	w := NewWriter(pool, 1, 1000, NewMetrics(prometheus.NewRegistry()))
+	rows := benchRows(3)
+	for i := range rows {
+		rows[i].AdvOrderID = fmt.Sprintf("old-copy-%d", i)
+		rows[i].CreatedAt = old.Add(time.Duration(i) * time.Second)
+	}
+	var enc copyEncoder
+	data, err := enc.encode(rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.copyOld(ctx, data); err != nil {
+		t.Fatalf("COPY of a previous-version tracker after the upgrade: %v", err)
+	}
+	for _, r := range rows {
+		var created, updated time.Time
+		if err := pool.QueryRow(ctx, `SELECT created_at, updated_at FROM conversions WHERE id = $1`, r.ID).Scan(&created, &updated); err != nil || !updated.Equal(created) || !created.Equal(r.CreatedAt.Truncate(time.Microsecond)) {
+			t.Fatalf("old COPY row: created %v updated %v (%v), want both %v", created, updated, err, r.CreatedAt)
+		}
 	}
 
 	// New sources; the constraints hold.

@@ -72,11 +72,7 @@ type ShopHandler struct {
 
 // NewShopHandler returns the handler of both shop routes, writing through w.
 func NewShopHandler(routes *Routes, w *Writer, m *Metrics, log *slog.Logger, trustForwardedFor bool) *ShopHandler {
-	h := &ShopHandler{Routes: routes, Writer: w, Metrics: m, Log: log, TrustForwardedFor: trustForwardedFor}
-	if c, ok := any(w).(statusChanger); ok {
-		h.Changes = c
-	}
-	return h
+	return &ShopHandler{Routes: routes, Writer: w, Changes: w, Metrics: m, Log: log, TrustForwardedFor: trustForwardedFor}
 }
 
 // Shopify is the handler of /integrations/shopify/{namespace}/{name}.
@@ -148,6 +144,7 @@ type shopConversion struct {
 }
 
 type shopChange struct {
+	Code         string `json:"code,omitempty"` // when the delivery names it (a refund does not)
 	ConversionID string `json:"conversion_id"`
 	OfferID      int64  `json:"offer_id"`
 	GoalID       int64  `json:"goal_id"`
@@ -518,7 +515,8 @@ func (h *ShopHandler) record(d *delivery, o *shopOrder, opt recordOptions) error
 			continue
 		}
 		if opt.known[m.Offer.ID] {
-			continue // its conversion was changed (or is a duplicate) above
+			d.nameCode(m) // its conversion was changed, or is a duplicate, above
+			continue
 		}
 		status := opt.status(m.Goal)
 		row := h.row(d, o, m, status)
@@ -548,6 +546,20 @@ func (h *ShopHandler) record(d *delivery, o *shopOrder, opt recordOptions) error
 		d.sum.Duplicates = append(d.sum.Duplicates, dup)
 	}
 	return nil
+}
+
+// nameCode names m's code in the changes and duplicates of its offer and goal.
+func (d *delivery) nameCode(m routing.Match) {
+	for i := range d.sum.Changed {
+		if c := &d.sum.Changed[i]; c.Code == "" && c.OfferID == m.Offer.ID && c.GoalID == m.Goal.ID {
+			c.Code = m.Entry.Code
+		}
+	}
+	for i := range d.sum.Duplicates {
+		if c := &d.sum.Duplicates[i]; c.Code == "" && c.OfferID == m.Offer.ID && c.GoalID == m.Goal.ID {
+			c.Code = m.Entry.Code
+		}
+	}
 }
 
 func (h *ShopHandler) row(d *delivery, o *shopOrder, m routing.Match, status string) Row {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -108,28 +109,40 @@ func (h hook) with(key, value string) hook {
 
 func send(t testing.TB, base string, h hook) (int, shopReplyBody, []byte) {
 	t.Helper()
+	code, r, raw, err := trySend(base, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code, r, raw
+}
+
+// trySend delivers h; an error is a transport error or a reply that is not JSON.
+func trySend(base string, h hook) (int, shopReplyBody, []byte, error) {
+	var r shopReplyBody
 	method := h.method
 	if method == "" {
 		method = http.MethodPost
 	}
 	req, err := http.NewRequest(method, base+h.path, bytes.NewReader(h.body))
 	if err != nil {
-		t.Fatal(err)
+		return 0, r, nil, err
 	}
 	for k, v := range h.headers {
 		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return 0, r, nil, err
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var r shopReplyBody
-	if err := json.Unmarshal(b, &r); err != nil {
-		t.Fatalf("reply %d %q: %v", resp.StatusCode, b, err)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, r, nil, err
 	}
-	return resp.StatusCode, r, b
+	if err := json.Unmarshal(b, &r); err != nil {
+		return resp.StatusCode, r, b, fmt.Errorf("reply %d %q: %w", resp.StatusCode, b, err)
+	}
+	return resp.StatusCode, r, b, nil
 }
 
 // withOrder returns a fixture with another order id and other codes.

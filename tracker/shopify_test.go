@@ -207,3 +207,47 @@ func TestShopifyStorageDownThenRedelivered(t *testing.T) {
 		t.Fatalf("rows %+v", got)
 	}
 }
+
+// Shopify sends orders/create and orders/paid moments apart, and retries:
+// deliveries of one order racing each other record it once.
+func TestShopifyConcurrentDeliveriesRecordOnce(t *testing.T) {
+	e := start(t, freshDB(t), shopTable())
+	create := fixture(t, "shopify/orders_create.json")
+	const n = 20
+	replies := make(chan shopReplyBody, n)
+	errs := make(chan string, n)
+	for i := range n {
+		topic := "orders/create"
+		if i%2 == 1 {
+			topic = "orders/paid"
+		}
+		go func() {
+			code, r, raw, err := trySend(e.url, shopifyHook("shop/acme", topic, create))
+			if err != nil || code != 200 {
+				errs <- fmt.Sprintf("%d %s %v", code, raw, err)
+				return
+			}
+			replies <- r
+		}()
+	}
+	var recorded, duplicates int
+	ids := map[string]bool{}
+	for range n {
+		select {
+		case msg := <-errs:
+			t.Fatal(msg)
+		case r := <-replies:
+			recorded += len(r.Recorded)
+			duplicates += len(r.Duplicates)
+			for _, c := range append(r.Recorded, r.Duplicates...) {
+				ids[c.ConversionID] = true
+			}
+		}
+	}
+	if recorded != 1 || duplicates != n-1 || len(ids) != 1 {
+		t.Fatalf("recorded %d, duplicates %d, conversion ids %v", recorded, duplicates, ids)
+	}
+	if got := conversionsOf(t, e.db, fixtureOrderID); len(got) != 1 || !ids[got[0].ID] {
+		t.Fatalf("rows %+v", got)
+	}
+}

@@ -123,6 +123,12 @@ func (w *Writer) ChangeStatus(ctx context.Context, c StatusChange) ([]StatusChan
 	if c.At.IsZero() {
 		c.At = time.Now()
 	}
+	// PostgreSQL found unreachable a moment ago (the group commit's circuit
+	// breaker): fail at once rather than wait out a connect or commit
+	// timeout — a shop's webhook must be answered within seconds.
+	if until := w.openUntil.Load(); until != 0 && time.Now().UnixNano() < until {
+		return nil, fmt.Errorf("changing the status of order %q to %s: %w", c.AdvOrderID, c.To, errBreakerOpen)
+	}
 	ctx, cancel := context.WithTimeout(ctx, commitTimeout)
 	defer cancel()
 	start := time.Now()

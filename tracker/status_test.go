@@ -231,6 +231,11 @@ func TestChangeStatusStorageDown(t *testing.T) {
 	if err == nil || errors.Is(err, ErrBadStatusChange) || got != nil {
 		t.Fatalf("storage down: %v %v", got, err)
 	}
+	// With the group commit's breaker open, it fails without trying.
+	w.openUntil.Store(time.Now().Add(time.Hour).UnixNano())
+	if _, err := w.ChangeStatus(context.Background(), StatusChange{OfferIDs: []int64{7}, AdvOrderID: "o", To: "declined", Source: "shopify"}); !errors.Is(err, errBreakerOpen) {
+		t.Fatalf("breaker open: %v", err)
+	}
 }
 
 type fullReply struct {

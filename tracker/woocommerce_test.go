@@ -33,13 +33,13 @@ func TestWooCommerceOrderLifecycle(t *testing.T) {
 
 	// The same status again (an order.updated for a note): a duplicate.
 	code, r, raw = send(t, e.url, wooHook("order.updated", wooOrderWith(t, "on-hold")))
-	if code != 200 || len(r.Duplicates) != 1 || len(r.Changed) != 0 || len(r.Recorded) != 0 {
+	if code != 200 || len(r.Duplicates) != 1 || r.Duplicates[0].Code != "PROMO22" || len(r.Changed) != 0 || len(r.Recorded) != 0 {
 		t.Fatalf("on-hold: %d %s", code, raw)
 	}
 
 	// Paid: pending → approved (the goal's status).
 	code, r, raw = send(t, e.url, wooHook("order.updated", wooOrderWith(t, "processing")))
-	if code != 200 || len(r.Changed) != 1 || r.Changed[0] != (shopChange{ConversionID: rec.ConversionID, OfferID: 7, GoalID: 1, From: "pending", To: "approved", Result: "changed"}) {
+	if code != 200 || len(r.Changed) != 1 || r.Changed[0] != (shopChange{Code: "PROMO22", ConversionID: rec.ConversionID, OfferID: 7, GoalID: 1, From: "pending", To: "approved", Result: "changed"}) {
 		t.Fatalf("processing: %d %s", code, raw)
 	}
 	// Completed is still approved.

@@ -32,6 +32,7 @@ func main() {
 	step := flag.Duration("step", 5*time.Second, "duration of each fixed-load step")
 	loads := flag.String("loads", "2000,5000,10000,20000", "offered loads (req/s) for the latency table")
 	codes := flag.Int("codes", 100_000, "codes in the tracker's table")
+	catalogueCodes := flag.Int("catalogue", 1_000_000, "codes of the kubectl promo import run, in sets of 5,000 over 20 offers (0: skip)")
 	propagation := flag.Bool("propagation", true, "measure kubectl apply -> servable through the whole stack")
 	scaleList := flag.String("scales", "1000,100000", "existing PromoCodes for the propagation runs")
 	out := flag.String("out", "docs/benchmarks.md", "report path, relative to root (or absolute)")
@@ -62,6 +63,9 @@ func main() {
 	}
 	if *lookup {
 		must(runLookup(ctx, r))
+	}
+	if *catalogueCodes > 0 {
+		must(runCatalogue(ctx, r, *catalogueCodes))
 	}
 	if *propagation {
 		must(runPropagation(ctx, r))

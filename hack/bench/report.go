@@ -5,6 +5,7 @@ import (
 	"image/color"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,6 +24,7 @@ type report struct {
 	Targets     []target
 	Lookup      []benchLine
 	Propagation []propagation
+	Catalogue   []catalogue
 	// WebhookBytes is the size of the Shopify order delivered by the webhook step.
 	WebhookBytes int
 }
@@ -122,6 +124,30 @@ func (r *report) write(path string) error {
 		for _, p := range r.Propagation {
 			w("| %d | %s | %s | %s | %s | %s | %s | %s | %.0f MiB | %.1f%% | %.1f MiB | %d B |\n", p.Existing, p.CreateAllTook.Round(time.Millisecond), p.AllReadyTook.Round(time.Millisecond),
 				ms(p.P50), ms(p.P99), ms(p.Max), ms(p.CreateP50), ms(p.CreateP99), p.ManagerRSSMiB, p.IdleCPU, float64(p.SnapshotBytes)/(1<<20), p.DeltaBytes)
+		}
+	}
+	if len(r.Catalogue) > 0 {
+		w("\n## A catalogue of PromoCodeSets (kubectl promo import)\n\n")
+		w("The whole local stack as above. One CSV per offer (`code,affiliate_id`), imported with the real `bin/kubectl-promo import FILE --offer NAME` one after another; servable = the tracker's `promo_tracker_table_codes` holds every code (then 200 random codes are probed over HTTP). The baseline is the 100k-PromoCode row of the table above, from the same run.\n\n")
+		w("| codes | sets | offers | validate one file (dry run) | import (all files) | until every code servable | until every set reconciled | manager RSS | kube-apiserver RSS | etcd RSS | etcd db | tracker heap per code | tracker RSS per code | full snapshot | resync (fetch, decode, build) | one-entry edit→servable p50 | p99 | max |\n")
+		w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, c := range r.Catalogue {
+			w("| %d | %d | %d | %s | %s | %s | %s | %.0f MiB | %.0f MiB | %.0f MiB | %.0f MiB | %.0f B | %.0f B | %.1f MiB | %s | %s | %s | %s |\n", c.Codes, c.Sets, c.Offers,
+				c.ValidateTook.Round(time.Millisecond), c.ImportTook.Round(time.Millisecond), c.ServableTook.Round(time.Millisecond), c.SetsReadyTook.Round(time.Millisecond),
+				c.ManagerRSSMiB, c.APIServerRSSMiB, c.EtcdRSSMiB, c.EtcdDBMiB, c.TrackerHeapPerCode, c.TrackerRSSPerCode, float64(c.SnapshotBytes)/(1<<20),
+				c.ResyncTook.Round(time.Millisecond), ms(c.EditP50), ms(c.EditP99), ms(c.EditMax))
+		}
+		for _, c := range r.Catalogue {
+			names := make([]string, 0, len(c.CPUSeconds))
+			for n := range c.CPUSeconds {
+				names = append(names, n)
+			}
+			slices.Sort(names)
+			var parts []string
+			for _, n := range names {
+				parts = append(parts, fmt.Sprintf("%s %.0f s", n, c.CPUSeconds[n]))
+			}
+			w("\nCPU from the first import until every code was servable (%d codes; wall %s on 2 cores): %s — what bounds the import.\n", c.Codes, c.ServableTook.Round(time.Second), strings.Join(parts, ", "))
 		}
 	}
 	if extra, err := os.ReadFile(filepath.Join(filepath.Dir(path), "benchmarks-notes.md")); err == nil {

@@ -314,7 +314,7 @@ func runTracker(ctx context.Context, r *report, step time.Duration, loads []int,
 		if _, err := run(ctx, r.Root, nil, bin, "migrate", "--database-url="+beforeURL); err != nil {
 			return err
 		}
-		r.Notes = append(r.Notes, fmt.Sprintf("The tracker before the change (%s at %s) is built from git and runs on a database migrated by itself, in the same run as the tracker under test.", beforeRef, commit))
+		r.Notes = append(r.Notes, fmt.Sprintf("The tracker before the change (%s, commit %s) is built from git and runs on a database migrated by itself, in the same run as the tracker under test.", beforeRef, commit))
 		specs = append(specs, trackerBinSpec(fmt.Sprintf("tracker before (%s)", commit), bin, beforeURL))
 	}
 	under := trackerSpec("promo-operator tracker")

@@ -331,9 +331,42 @@ VALUES (gen_random_uuid(), $1, $1, $2, 'shop/backdated', $3, $4, 1, 'approved', 
 		Status string     `json:"status"`
 		Rows   [][]string `json:"rows"`
 	}
+	// The Source column and filter: the two rows a shop's webhook would have made.
+	type sourceRows struct {
+		Headers []string   `json:"headers"`
+		Rows    [][]string `json:"rows"`
+	}
 	err = chromedp.Do(bctx,
 		chromedp.Click(`header a[href="/"]`),
 		chromedp.WaitVisible(`#transactions-table`),
+		chromedp.SetValue(`select[name=source]`, "woocommerce"),
+		chromedp.Submit(`select[name=source]`),
+		chromedp.WaitReady(`select[name=source] option[value=woocommerce][selected]`),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := chromedp.Run(bctx, chromedp.Evaluate[sourceRows](`({
+	  headers: [...document.querySelectorAll('#transactions-table thead th')].map(th => th.textContent.trim()),
+	  rows: [...document.querySelectorAll('#transactions-table tbody tr')].map(tr => [...tr.cells].map(td => td.textContent.trim())),
+	})`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcCol, codeCol := slices.Index(src.Headers, "Source"), slices.Index(src.Headers, "Promo Code")
+	var bySource []string
+	for _, row := range src.Rows {
+		if srcCol >= 0 && codeCol >= 0 && srcCol < len(row) {
+			bySource = append(bySource, row[codeCol]+":"+row[srcCol])
+		}
+	}
+	if !slices.Equal(bySource, []string{"VIP10:woocommerce", "PROMO22:woocommerce"}) {
+		t.Errorf("source=woocommerce: rows %q, want VIP10 and PROMO22 from woocommerce", src.Rows)
+	}
+
+	err = chromedp.Do(bctx,
+		chromedp.Click(`a.button[href="/"]`), // Clear
+		chromedp.WaitNotPresent(`select[name=source] option[selected]`), // the cleared page
 		chromedp.SetValue(`select[name=status]`, "declined"),
 		chromedp.Submit(`select[name=status]`),
 		chromedp.WaitReady(`select[name=status] option[value=declined][selected]`), // the filtered page (an option is never "visible")

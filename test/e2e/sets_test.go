@@ -15,7 +15,7 @@ import (
 // holds is refused naming the set.
 func TestImportedCodeAnswersPostback(t *testing.T) {
 	namespace(t, "e2e-set")
-	apply(t, fixtures.OfferYAML("e2e-set", "launch", 401, true))
+	apply(t, fixtures.OfferYAML("e2e-set", "launch", 501, true))
 	apply(t, fixtures.PromoCodeSetYAML("e2e-set", "imported-0001", "launch", 5151, "IMPORT1", "Import2", "IMPORT3"))
 	if err := devstack.WaitServable(ctxFor(t), trackerURL(), "IMPORT2", 0); err != nil {
 		t.Fatal(err)
@@ -27,7 +27,7 @@ func TestImportedCodeAnswersPostback(t *testing.T) {
 	}
 	got := conversion(t, r.ConversionID)
 	want := row{code: "Import2", ref: "e2e-set/promocodeset/imported-0001", status: "approved", currency: "EUR", source: "postback",
-		offer: 401, affiliate: 5151, goal: 1, amount: "40", payout: "4", revenue: "8.00"}
+		offer: 501, affiliate: 5151, goal: 1, amount: "40", payout: "4", revenue: "8.00"}
 	if got != want {
 		t.Fatalf("row %+v\nwant %+v", got, want)
 	}
