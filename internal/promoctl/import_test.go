@@ -288,3 +288,35 @@ func TestPreflightChecksTheClusterFirst(t *testing.T) {
 	// only claim is rejected, are fine.
 	mustRun(t, "code,affiliate_id\nHELD1,7\nLOST1,42\n", "import", "-", "--offer", "o2", "-n", nsA)
 }
+
+func TestDryRunServerStoresNothing(t *testing.T) {
+	ns := newNamespace(t)
+	r := mustRun(t, smallCSV, "import", "-", "--offer", "o", "-n", ns, "--dry-run=server")
+	if !strings.Contains(r.out, "promocodeset.tracking.promocodes.dev/o-0000 created (server dry run)") {
+		t.Errorf("stdout %q", r.out)
+	}
+	if got := sets(t, ns); len(got) != 0 {
+		t.Errorf("--dry-run=server stored %d sets", len(got))
+	}
+	if r := kubectlPromo(t, smallCSV, "import", "-", "--offer", "o", "-n", ns, "-o", "yaml"); r.err == nil || !strings.Contains(r.err.Error(), "needs --dry-run=client") {
+		t.Errorf("-o yaml without --dry-run=client: %v", r.err)
+	}
+}
+
+// The progress bar (drawn when stderr is a terminal) counts the sets written.
+func TestProgressCountsSets(t *testing.T) {
+	ns := newNamespace(t)
+	p, err := promoctl.ParseCSV("f", strings.NewReader(csvOf("PG", 5001)), promoctl.ParseOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bar bytes.Buffer
+	im := &promoctl.Importer{Client: k8sClient, Out: io.Discard, Progress: &bar, Workers: 2}
+	if _, err := im.Apply(context.Background(), promoctl.BuildPlan(p.Rows, ns, "o", "o")); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(bar.String(), "\rapplying sets [===============               ] 1/2") ||
+		!strings.HasSuffix(bar.String(), "\rapplying sets [==============================] 2/2\n") {
+		t.Errorf("progress %q", bar.String())
+	}
+}
