@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -52,17 +53,19 @@ func LoadSnapshot(path string) (*routing.Table, error) {
 
 // SaveSnapshot writes t to path atomically: a temporary file, fsynced, then
 // renamed over path, so a crash leaves the old or the new snapshot, whole.
+// The table is encoded straight into the file (routing.Table.WriteSnapshot).
 func SaveSnapshot(path string, t *routing.Table) error {
-	b, err := json.Marshal(t.Snapshot())
-	if err != nil {
-		return err
-	}
 	f, err := os.CreateTemp(filepath.Dir(path), ".snapshot-*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
+	w := bufio.NewWriterSize(f, 256<<10)
+	if err := t.WriteSnapshot(w); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := w.Flush(); err != nil {
 		_ = f.Close()
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/maphash"
+	"io"
 	"log/slog"
 	"maps"
 	"reflect"
@@ -398,15 +399,8 @@ func (e Entry) Equal(o Entry) bool {
 
 // Snapshot returns the table's contents, sorted for stable output.
 func (t *Table) Snapshot() Snapshot {
-	s := Snapshot{Version: t.version, Offers: make([]Offer, 0, len(t.offers)), Codes: make([]CodeGroup, 0, t.codes)}
-	for _, o := range t.offers {
-		s.Offers = append(s.Offers, *o)
-	}
-	slices.SortFunc(s.Offers, func(a, b Offer) int { return compareStrings(a.Ref, b.Ref) })
-	for _, sf := range t.storefronts {
-		s.Storefronts = append(s.Storefronts, *sf)
-	}
-	slices.SortFunc(s.Storefronts, func(a, b Storefront) int { return compareStrings(a.Ref, b.Ref) })
+	s := t.head()
+	s.Codes = make([]CodeGroup, 0, t.codes)
 	for _, nd := range t.nodes {
 		for _, l := range nd {
 			for f, es := range l {
@@ -415,6 +409,66 @@ func (t *Table) Snapshot() Snapshot {
 		}
 	}
 	slices.SortFunc(s.Codes, func(a, b CodeGroup) int { return compareStrings(a.Folded, b.Folded) })
+	return s
+}
+
+// WriteSnapshot writes the table as a Snapshot's JSON, its codes unsorted,
+// one group at a time: a tracker saving a table of a million codes holds
+// neither a sorted copy of it nor its whole encoding (json.Marshal would,
+// and keep the buffer in its pool).
+func (t *Table) WriteSnapshot(w io.Writer) error {
+	h := t.head()
+	enc := json.NewEncoder(w)
+	if _, err := io.WriteString(w, `{"version":`); err != nil {
+		return err
+	}
+	if err := enc.Encode(h.Version); err != nil {
+		return err
+	}
+	if _, err := io.WriteString(w, `,"offers":`); err != nil {
+		return err
+	}
+	if err := enc.Encode(h.Offers); err != nil {
+		return err
+	}
+	if _, err := io.WriteString(w, `,"storefronts":`); err != nil {
+		return err
+	}
+	if err := enc.Encode(h.Storefronts); err != nil {
+		return err
+	}
+	if _, err := io.WriteString(w, `,"codes":[`); err != nil {
+		return err
+	}
+	sep := ""
+	for _, nd := range t.nodes {
+		for _, l := range nd {
+			for f, es := range l {
+				if _, err := io.WriteString(w, sep); err != nil {
+					return err
+				}
+				if err := enc.Encode(CodeGroup{Folded: f, Entries: es}); err != nil {
+					return err
+				}
+				sep = ","
+			}
+		}
+	}
+	_, err := io.WriteString(w, "]}\n")
+	return err
+}
+
+// head is Snapshot without the codes.
+func (t *Table) head() Snapshot {
+	s := Snapshot{Version: t.version, Offers: make([]Offer, 0, len(t.offers))}
+	for _, o := range t.offers {
+		s.Offers = append(s.Offers, *o)
+	}
+	slices.SortFunc(s.Offers, func(a, b Offer) int { return compareStrings(a.Ref, b.Ref) })
+	for _, sf := range t.storefronts {
+		s.Storefronts = append(s.Storefronts, *sf)
+	}
+	slices.SortFunc(s.Storefronts, func(a, b Storefront) int { return compareStrings(a.Ref, b.Ref) })
 	return s
 }
 

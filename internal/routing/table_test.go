@@ -1,9 +1,11 @@
 package routing
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"slices"
 	"testing"
@@ -458,4 +460,86 @@ func FuzzApplyDelta(f *testing.F) {
 			t.Fatal("Apply changed the old table")
 		}
 	})
+}
+
+// TestWriteSnapshotRoundTrip: the streamed snapshot decodes to the table.
+func TestWriteSnapshotRoundTrip(t *testing.T) {
+	for _, tbl := range []*Table{world(), NewTable(Snapshot{Version: "empty"}),
+		world().Apply(Delta{Version: "v2", Storefronts: []Storefront{{Ref: "shop/acme", Platform: PlatformShopify, Shop: "acme.myshopify.com",
+			Secret: []byte("s3cret"), OfferRefs: []string{"shop/summer"}, Amount: "total"}}})} {
+		var buf bytes.Buffer
+		if err := tbl.WriteSnapshot(&buf); err != nil {
+			t.Fatal(err)
+		}
+		var s Snapshot
+		if err := json.Unmarshal(buf.Bytes(), &s); err != nil {
+			t.Fatalf("%v in %s", err, buf.Bytes())
+		}
+		want, _ := json.Marshal(tbl.Snapshot())
+		got, _ := json.Marshal(NewTable(s).Snapshot())
+		if string(got) != string(want) {
+			t.Fatalf("streamed snapshot differs:\n%s\n%s", got, want)
+		}
+	}
+}
+
+// TestApplyMatchesModel applies random deltas (adds, deletes, re-adds,
+// replaced groups, a code repeated in one delta, offers, storefronts) and
+// checks each table against a plain map, and that applying left every
+// earlier table as it was.
+func TestApplyMatchesModel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	model := map[string][]Entry{}
+	tbl := NewTable(Snapshot{Version: "v0"})
+	type kept struct {
+		tbl  *Table
+		json string
+	}
+	var history []kept
+	const pool = 3000
+	for v := 1; v <= 60; v++ {
+		d := Delta{Version: fmt.Sprintf("v%d", v)}
+		for range rng.IntN(2000) {
+			f := fmt.Sprintf("K%04d", rng.IntN(pool))
+			g := CodeGroup{Folded: f}
+			if rng.IntN(3) > 0 {
+				for e := range 1 + rng.IntN(2) {
+					g.Entries = append(g.Entries, Entry{Code: f, Ref: fmt.Sprintf("ns/promocodeset/s%d", v), OfferRef: fmt.Sprintf("ns/o%d", e), AffiliateID: int64(v)})
+				}
+			}
+			d.Codes = append(d.Codes, g)
+			if len(g.Entries) == 0 {
+				delete(model, f)
+			} else {
+				model[f] = g.Entries
+			}
+		}
+		d.Offers = []Offer{{Ref: fmt.Sprintf("ns/o%d", v%3), ID: int64(v), Currency: "USD", Enabled: true, Goals: []Goal{{ID: 1, Status: "approved"}}}}
+		if v%5 == 0 {
+			d.DeletedOffers = []string{"ns/o1"}
+			d.DeletedStorefronts = []string{"ns/sf"}
+		} else {
+			d.Storefronts = []Storefront{{Ref: "ns/sf", Platform: PlatformWooCommerce, Shop: "https://shop.example", OfferRefs: []string{"ns/o0"}, Amount: fmt.Sprint(v)}}
+		}
+		tbl = tbl.Apply(d)
+		if tbl.Len() != len(model) {
+			t.Fatalf("v%d: Len %d, model %d", v, tbl.Len(), len(model))
+		}
+		for i := range pool {
+			f := fmt.Sprintf("K%04d", i)
+			if !slices.EqualFunc(tbl.Group(f), model[f], Entry.Equal) {
+				t.Fatalf("v%d: group %s = %v, model %v", v, f, tbl.Group(f), model[f])
+			}
+		}
+		if got := tbl.Storefront("ns/sf"); (v%5 == 0) != (got == nil) {
+			t.Fatalf("v%d: storefront %v", v, got)
+		}
+		b, _ := json.Marshal(tbl.Snapshot())
+		history = append(history, kept{tbl, string(b)})
+	}
+	for i, h := range history {
+		if b, _ := json.Marshal(h.tbl.Snapshot()); string(b) != h.json {
+			t.Fatalf("table v%d changed after later deltas", i+1)
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"syscall"
 	"testing"
 	"time"
@@ -61,6 +63,8 @@ func must(b *testing.B, err error) {
 	}
 }
 
+var heapProfile = flag.String("catalogue.heapprofile", "", "BenchmarkCatalogueSync writes a heap profile here while the table is held")
+
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
@@ -109,6 +113,12 @@ func BenchmarkCatalogueSync(b *testing.B) {
 		runtime.ReadMemStats(&after)
 		if tbl := routes.Load(); tbl.Len() != n || tbl.Group("C0999999") == nil {
 			b.Fatalf("table holds %d codes", tbl.Len())
+		}
+		if *heapProfile != "" {
+			f, err := os.Create(*heapProfile)
+			must(b, err)
+			must(b, pprof.Lookup("heap").WriteTo(f, 0))
+			must(b, f.Close())
 		}
 		b.ReportMetric(cpu.Seconds(), "cpu-s")
 		b.ReportMetric(wall.Seconds(), "wall-s")

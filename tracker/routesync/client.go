@@ -76,7 +76,9 @@ func (c *Client) defaults() {
 // Run follows the route server until ctx ends, storing each table into routes.
 func (c *Client) Run(ctx context.Context, routes *tracker.Routes) error {
 	c.defaults()
-	go c.saveLoop(ctx, routes)
+	saved := make(chan struct{})
+	defer func() { <-saved }() // no save is left running when Run returns
+	go func() { defer close(saved); c.saveLoop(ctx, routes) }()
 	backoff := c.MinBackoff
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
@@ -180,27 +182,36 @@ func (c *Client) follow(ctx context.Context, routes *tracker.Routes) (bool, erro
 	}
 }
 
-// saveLoop writes the table to SnapshotFile at most once per SaveInterval.
+// saveLoop writes the table to SnapshotFile at most once per SaveInterval,
+// and waits savePace times as long as the last save took before the next:
+// while a catalogue streams in, saving a table of a million codes (a second
+// or more) every second would cost a core.
 func (c *Client) saveLoop(ctx context.Context, routes *tracker.Routes) {
 	if c.SnapshotFile == "" {
 		return
 	}
 	t := time.NewTicker(c.SaveInterval)
 	defer t.Stop()
+	var next time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if !c.dirty.Swap(false) {
+		if time.Now().Before(next) || !c.dirty.Swap(false) {
 			continue
 		}
 		if table := routes.Load(); table != nil {
+			start := time.Now()
 			if err := tracker.SaveSnapshot(c.SnapshotFile, table); err != nil {
 				c.Log.Error("Failed to save the routing snapshot", "file", c.SnapshotFile, "err", err)
 				c.dirty.Store(true)
 			}
+			next = time.Now().Add(savePace * time.Since(start))
 		}
 	}
 }
+
+// savePace bounds the time spent saving to about 1/(1+savePace) of a core.
+const savePace = 4
