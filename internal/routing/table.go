@@ -187,17 +187,23 @@ func (s Storefront) Equal(o Storefront) bool {
 		slices.Equal(s.OfferRefs, o.OfferRefs) && s.GoalAlias == o.GoalAlias && s.Amount == o.Amount
 }
 
-// The codes live in shardCount leaf maps under 256 nodes of 256 leaves. A
-// delta clones only the nodes and leaves it touches: a set of 5,000 codes
-// touches ~4,900 of 65,536 leaves (~8 % of the table) where 256 flat shards
-// were all touched, each delta copying the whole table.
+// The codes live in shardCount leaves under 256 nodes of 256 leaves; a leaf
+// is a slice of its codes sorted by folded code (40 bytes a code, where a Go
+// map took ~77 at 1M). A delta copies only the nodes and leaves it touches: a
+// set of 5,000 codes touches ~4,900 of 65,536 leaves (~8 % of the table)
+// where 256 flat shards were all touched, each delta copying the whole table.
 const (
 	nodeCount  = 256
 	nodeLeaves = 256
 	shardCount = nodeCount * nodeLeaves
 )
 
-type leaf = map[string][]Entry
+type slot struct {
+	folded  string
+	entries []Entry
+}
+
+type leaf = []slot
 
 type node [nodeLeaves]leaf
 
@@ -223,23 +229,65 @@ func shardOfBytes(b []byte) int { return int(maphash.Bytes(shardSeed, b) % shard
 
 func (t *Table) leaf(shard int) leaf { return t.nodes[shard/nodeLeaves][shard%nodeLeaves] }
 
+// search returns where folded is or would be in l.
+func search(l leaf, folded string) (int, bool) {
+	lo, hi := 0, len(l)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if l[m].folded < folded {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo, lo < len(l) && l[lo].folded == folded
+}
+
+// searchBytes is search for string(b), without converting.
+func searchBytes(l leaf, b []byte) []Entry {
+	lo, hi := 0, len(l)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if l[m].folded < string(b) {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo < len(l) && l[lo].folded == string(b) {
+		return l[lo].entries
+	}
+	return nil
+}
+
+func compareSlots(a, b slot) int { return compareStrings(a.folded, b.folded) }
+
 // interner makes equal strings share one copy: a decoded snapshot or delta
 // holds a copy of a ref per entry, where the 5,000 entries of a set, and the
 // codes of an offer, can share one string.
-type interner map[string]string
+type interner struct {
+	offers map[string]*Offer // refs of these are used as they are
+	refs   map[string]string
+}
 
-func (in interner) intern(s string) string {
-	if v, ok := in[s]; ok {
+func (in *interner) intern(s string) string {
+	if o := in.offers[s]; o != nil {
+		return o.Ref
+	}
+	if v, ok := in.refs[s]; ok {
 		return v
 	}
-	in[s] = s
+	if in.refs == nil {
+		in.refs = map[string]string{}
+	}
+	in.refs[s] = s
 	return s
 }
 
 // compact interns an entry's refs and lets its code share the folded key
 // when they are equal, as most are (BenchmarkTableMemory/sets: 297 -> 229 B
 // per code at 1M for the refs).
-func (in interner) compact(folded string, es []Entry) {
+func (in *interner) compact(folded string, es []Entry) {
 	for i := range es {
 		e := &es[i]
 		e.Ref, e.OfferRef = in.intern(e.Ref), in.intern(e.OfferRef)
@@ -253,7 +301,7 @@ func (in interner) compact(folded string, es []Entry) {
 func NewTable(s Snapshot) *Table {
 	t := &Table{version: s.Version, offers: make(map[string]*Offer, len(s.Offers)),
 		storefronts: make(map[string]*Storefront, len(s.Storefronts))}
-	in := make(interner, len(s.Offers)+64)
+	in := interner{refs: make(map[string]string, len(s.Offers)+64)}
 	for i := range s.Offers {
 		s.Offers[i].Ref = in.intern(s.Offers[i].Ref)
 		t.offers[s.Offers[i].Ref] = &s.Offers[i]
@@ -275,13 +323,25 @@ func NewTable(s Snapshot) *Table {
 			nd = &node{}
 			t.nodes[sh/nodeLeaves] = nd
 		}
-		if nd[sh%nodeLeaves] == nil {
-			nd[sh%nodeLeaves] = make(leaf, len(s.Codes)/shardCount+1)
+		nd[sh%nodeLeaves] = append(nd[sh%nodeLeaves], slot{g.Folded, g.Entries})
+	}
+	for _, nd := range t.nodes {
+		if nd == emptyNode {
+			continue
 		}
-		if _, had := nd[sh%nodeLeaves][g.Folded]; !had {
-			t.codes++
+		for i, l := range nd {
+			// Sorted, the last of a repeated code kept, exactly sized.
+			slices.SortStableFunc(l, compareSlots)
+			out := l[:0]
+			for j := range l {
+				if j+1 < len(l) && l[j+1].folded == l[j].folded {
+					continue
+				}
+				out = append(out, l[j])
+			}
+			nd[i] = slices.Clone(out)
+			t.codes += len(out)
 		}
-		nd[sh%nodeLeaves][g.Folded] = g.Entries
 	}
 	return t
 }
@@ -316,38 +376,62 @@ func (t *Table) Apply(d Delta) *Table {
 		return n
 	}
 	// Entries share the table's offer refs and one copy of each route ref.
-	in := make(interner, len(n.offers)+16)
-	for ref := range n.offers {
-		in[ref] = ref
+	in := interner{}
+	in.offers = n.offers
+	// The delta's groups by leaf, then code; of a code repeated, the last.
+	type change struct {
+		shard int
+		g     *CodeGroup
 	}
+	cs := make([]change, len(d.Codes))
+	for i := range d.Codes {
+		cs[i] = change{shardOf(d.Codes[i].Folded), &d.Codes[i]}
+	}
+	slices.SortStableFunc(cs, func(a, b change) int {
+		if a.shard != b.shard {
+			return a.shard - b.shard
+		}
+		return compareStrings(a.g.Folded, b.g.Folded)
+	})
 	var nodeCloned [nodeCount]bool
-	var leafCloned [shardCount / 64]uint64
-	for _, g := range d.Codes {
-		sh := shardOf(g.Folded)
+	for i := 0; i < len(cs); {
+		sh := cs[i].shard
+		j := i
+		for j < len(cs) && cs[j].shard == sh {
+			j++
+		}
 		ni, li := sh/nodeLeaves, sh%nodeLeaves
 		if !nodeCloned[ni] {
 			c := *t.nodes[ni]
 			n.nodes[ni], nodeCloned[ni] = &c, true
 		}
-		nd := n.nodes[ni]
-		if leafCloned[sh/64]&(1<<(sh%64)) == 0 {
-			l := make(leaf, len(nd[li])+1)
-			maps.Copy(l, nd[li])
-			nd[li] = l
-			leafCloned[sh/64] |= 1 << (sh % 64)
-		}
-		_, had := nd[li][g.Folded]
-		switch {
-		case len(g.Entries) == 0 && had:
-			delete(nd[li], g.Folded)
-			n.codes--
-		case len(g.Entries) > 0:
-			in.compact(g.Folded, g.Entries)
-			nd[li][g.Folded] = g.Entries
-			if !had {
+		old := n.nodes[ni][li]
+		merged := make(leaf, 0, len(old)+j-i)
+		o := 0
+		for k := i; k < j; k++ {
+			g := cs[k].g
+			if k+1 < j && cs[k+1].g.Folded == g.Folded {
+				continue // a later group replaces this one
+			}
+			at, had := search(old[o:], g.Folded)
+			merged = append(merged, old[o:o+at]...)
+			o += at
+			if had {
+				o++
+				n.codes--
+			}
+			if len(g.Entries) > 0 {
+				in.compact(g.Folded, g.Entries)
+				merged = append(merged, slot{g.Folded, g.Entries})
 				n.codes++
 			}
 		}
+		merged = append(merged, old[o:]...)
+		if cap(merged) > len(merged) {
+			merged = slices.Clone(merged)
+		}
+		n.nodes[ni][li] = merged
+		i = j
 	}
 	return n
 }
@@ -403,8 +487,8 @@ func (t *Table) Snapshot() Snapshot {
 	s.Codes = make([]CodeGroup, 0, t.codes)
 	for _, nd := range t.nodes {
 		for _, l := range nd {
-			for f, es := range l {
-				s.Codes = append(s.Codes, CodeGroup{Folded: f, Entries: es})
+			for _, sl := range l {
+				s.Codes = append(s.Codes, CodeGroup{Folded: sl.folded, Entries: sl.entries})
 			}
 		}
 	}
@@ -443,11 +527,11 @@ func (t *Table) WriteSnapshot(w io.Writer) error {
 	sep := ""
 	for _, nd := range t.nodes {
 		for _, l := range nd {
-			for f, es := range l {
+			for _, sl := range l {
 				if _, err := io.WriteString(w, sep); err != nil {
 					return err
 				}
-				if err := enc.Encode(CodeGroup{Folded: f, Entries: es}); err != nil {
+				if err := enc.Encode(CodeGroup{Folded: sl.folded, Entries: sl.entries}); err != nil {
 					return err
 				}
 				sep = ","
@@ -492,7 +576,13 @@ func (t *Table) Len() int { return t.codes }
 func (t *Table) Offers() int { return len(t.offers) }
 
 // Group returns the entries of a folded code.
-func (t *Table) Group(folded string) []Entry { return t.leaf(shardOf(folded))[folded] }
+func (t *Table) Group(folded string) []Entry {
+	l := t.leaf(shardOf(folded))
+	if i, ok := search(l, folded); ok {
+		return l[i].entries
+	}
+	return nil
+}
 
 // Offer returns an offer by namespace/name.
 func (t *Table) Offer(ref string) *Offer { return t.offers[ref] }
@@ -545,7 +635,7 @@ func (t *Table) Lookup(q *Query) (Match, Outcome) {
 	if !ok {
 		return Match{}, BadCode
 	}
-	entries := t.leaf(shardOfBytes(buf[:n]))[string(buf[:n])]
+	entries := searchBytes(t.leaf(shardOfBytes(buf[:n])), buf[:n])
 	if len(entries) == 0 {
 		return Match{}, UnknownCode
 	}
