@@ -101,7 +101,7 @@ bench: k8s-bins ## Benchmarks against baselines; writes docs/benchmarks.md and c
 ##@ Build
 
 .PHONY: build
-build: ## Build manager, tracker (and portal) into bin/.
+build: ## Build manager, tracker, portal and the kubectl-promo plugin into bin/.
 	go build -o $(LOCALBIN)/ ./cmd/...
 
 .PHONY: run

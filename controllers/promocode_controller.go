@@ -43,16 +43,13 @@ func (r *PromoCodeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if err := r.Get(ctx, req.NamespacedName, &pc); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	res := kube.Resolver{Reader: r.Client}
-	group, err := res.CodeGroup(ctx, routing.Fold(pc.Spec.Code))
+	// Every claim on the code, PromoCodes and PromoCodeSet entries; this
+	// PromoCode's own from the object just read (the cache may lag).
+	claim := kube.Claim(&pc)
+	verdict, err := resolveClaim(ctx, r.Client, claim)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if !containsCode(group, kube.RefOf(&pc)) {
-		group = append(group, &pc)
-	}
-	claim := kube.Claim(&pc)
-	verdict := routing.ResolveCodes(kube.Claims(group))[claim.Ref]
 	offer, err := r.offerState(ctx, &pc)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -129,17 +126,9 @@ func (r *PromoCodeReconciler) offerState(ctx context.Context, pc *trackingv1alph
 	return routing.NewOfferState(kube.Offer(&offer), v), nil
 }
 
-func containsCode(codes []*trackingv1alpha1.PromoCode, ref routing.Ref) bool {
-	for _, c := range codes {
-		if kube.RefOf(c) == ref {
-			return true
-		}
-	}
-	return false
-}
-
 // SetupWithManager watches PromoCodes, the PromoCodes sharing their folded
-// code (creation, deletion and spec changes re-resolve the whole group), and
+// code (creation, deletion and spec changes re-resolve the whole group), the
+// PromoCodeSets with entries on it (the codes a set's event touched), and
 // Offers (their codes follow them).
 func (r *PromoCodeReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
@@ -148,6 +137,9 @@ func (r *PromoCodeReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&trackingv1alpha1.Offer{}, handler.EnqueueRequestsFromMapFunc(r.codesOfOffer),
 			builder.WithPredicates(offerDecisionChanged)).
+		Watches(&trackingv1alpha1.PromoCodeSet{}, setCodesHandler(func(ctx context.Context, codes []string, _ client.Object) []reconcile.Request {
+			return promoCodesSharing(ctx, r.Client, codes)
+		})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Named("promocode").
 		Complete(r)

@@ -77,6 +77,8 @@ var _ = BeforeSuite(func() {
 	Expect((&OfferReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("offer-controller"), MaxConcurrentReconciles: 2}).SetupWithManager(mgr)).To(Succeed())
 	Expect((&PromoCodeReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("promocode-controller"), MaxConcurrentReconciles: 2,
 		Now: clock.now}).SetupWithManager(mgr)).To(Succeed())
+	Expect((&PromoCodeSetReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("promocodeset-controller"), MaxConcurrentReconciles: 2,
+		Now: clock.now}).SetupWithManager(mgr)).To(Succeed())
 	Expect(SetupWebhooks(mgr)).To(Succeed())
 	go func() {
 		defer GinkgoRecover()

@@ -45,11 +45,12 @@ func now(f func() time.Time) time.Time {
 
 // ValidateCreate refuses a code held by another affiliate or already on the offer.
 func (v *PromoCodeValidator) ValidateCreate(ctx context.Context, pc *trackingv1alpha1.PromoCode) (admission.Warnings, error) {
-	group, err := kube.Resolver{Reader: v.Reader}.CodeGroup(ctx, routing.Fold(pc.Spec.Code))
+	// PromoCodes and PromoCodeSet entries alike: a code a set holds is refused.
+	group, err := kube.Resolver{Reader: v.Reader}.Claims(ctx, routing.Fold(pc.Spec.Code))
 	if err != nil {
 		return nil, err
 	}
-	if verdict, rejected := routing.WouldReject(kube.Claims(group), kube.Claim(pc), now(v.Now)); rejected {
+	if verdict, rejected := routing.WouldReject(group, kube.Claim(pc), now(v.Now)); rejected {
 		return nil, errors.New(verdict.Message)
 	}
 	return nil, nil
@@ -121,6 +122,9 @@ func SetupWebhooks(mgr ctrl.Manager) error {
 	if err := ctrl.NewWebhookManagedBy(mgr, &trackingv1alpha1.Offer{}).
 		WithValidator(&OfferValidator{Reader: mgr.GetClient()}).Complete(); err != nil {
 		return fmt.Errorf("setting up the Offer webhook: %w", err)
+	}
+	if err := setupPromoCodeSetWebhook(mgr); err != nil {
+		return err
 	}
 	return SetupStorefrontWebhook(mgr)
 }

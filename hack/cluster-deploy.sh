@@ -51,6 +51,7 @@ else # the role exists: make sure its password and grants are what the script wo
 ALTER ROLE promo_portal PASSWORD :'password';
 GRANT USAGE ON SCHEMA public TO promo_portal;
 GRANT SELECT ON conversions TO promo_portal;
+GRANT SELECT ON conversion_status_changes TO promo_portal;
 SQL
 fi
 

@@ -8,22 +8,34 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
+	"promocodes.dev/promo-operator/internal/kube"
+	"promocodes.dev/promo-operator/internal/routing"
 )
 
-// indexAffiliate is the cache field index of PromoCodes by spec.affiliateID.
+// indexAffiliate is the cache field index of PromoCodes by spec.affiliateID
+// and of PromoCodeSets by their entries' affiliateIDs (each once).
 const indexAffiliate = "spec.affiliateID"
 
-// IndexCodes registers the field index Codes.List needs on the cache that
-// backs reader.
+// IndexCodes registers the field indexes Codes.List needs on the cache that
+// backs reader: by affiliate, and internal/kube's (folded codes across
+// PromoCodes and PromoCodeSets), so set entries resolve as the manager
+// resolves them.
 func IndexCodes(ctx context.Context, indexer client.FieldIndexer) error {
-	return indexer.IndexField(ctx, &trackingv1alpha1.PromoCode{}, indexAffiliate, func(o client.Object) []string {
+	if err := indexer.IndexField(ctx, &trackingv1alpha1.PromoCode{}, indexAffiliate, func(o client.Object) []string {
 		return []string{strconv.FormatInt(o.(*trackingv1alpha1.PromoCode).Spec.AffiliateID, 10)}
-	})
+	}); err != nil {
+		return err
+	}
+	if err := indexer.IndexField(ctx, &trackingv1alpha1.PromoCodeSet{}, indexAffiliate, setAffiliates); err != nil {
+		return err
+	}
+	return kube.SetupIndexes(ctx, indexer)
 }
 
 // Code is a PromoCode as the portal shows it: what an affiliate's widget
@@ -52,8 +64,11 @@ type CodeFilter struct {
 	Owned bool
 }
 
-// Codes lists PromoCodes from the cluster. The state is the one the manager
-// wrote to status, so the portal, kubectl and the trackers agree.
+// Codes lists PromoCodes and PromoCodeSet entries from the cluster. A
+// PromoCode's state is the one the manager wrote to status, so the portal,
+// kubectl and the trackers agree; a set entry's state, which no status holds
+// (a set's status counts), is computed as the manager computes a PromoCode's
+// (see setEntries).
 type Codes struct{ Reader client.Reader }
 
 // List returns the codes matching f, ordered by offer id, code and affiliate.
@@ -98,6 +113,11 @@ func (c *Codes) List(ctx context.Context, f CodeFilter) ([]Code, error) {
 		}
 		out = append(out, code)
 	}
+	entries, err := c.setEntries(ctx, f, byName, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, entries...)
 	slices.SortFunc(out, func(a, b Code) int {
 		if a.OfferID != b.OfferID {
 			return cmp.Compare(a.OfferID, b.OfferID)
@@ -112,6 +132,125 @@ func (c *Codes) List(ctx context.Context, f CodeFilter) ([]Code, error) {
 
 func timeOf(t *metav1.Time) *time.Time {
 	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func setAffiliates(o client.Object) []string {
+	s := o.(*trackingv1alpha1.PromoCodeSet)
+	seen := map[int64]struct{}{}
+	var out []string
+	for i := range s.Spec.Codes {
+		if a := s.Spec.Codes[i].AffiliateID; !hasKey(seen, a) {
+			seen[a] = struct{}{}
+			out = append(out, strconv.FormatInt(a, 10))
+		}
+	}
+	return out
+}
+
+func hasKey(m map[int64]struct{}, k int64) bool { _, ok := m[k]; return ok }
+
+// setEntries lists the PromoCodeSet entries matching f, each with the state
+// a PromoCode in its place would have: its claim resolved against every
+// claim on its code (internal/kube, the manager's rule 4), and its Offer as
+// the manager last judged it (the Offer's Ready condition, promo codes
+// enabled), at instant now.
+func (c *Codes) setEntries(ctx context.Context, f CodeFilter, offers map[types.NamespacedName]*trackingv1alpha1.Offer, now time.Time) ([]Code, error) {
+	opts := []client.ListOption{client.UnsafeDisableDeepCopy}
+	if f.AffiliateID != 0 {
+		opts = append(opts, client.MatchingFields{indexAffiliate: strconv.FormatInt(f.AffiliateID, 10)})
+	}
+	var sets trackingv1alpha1.PromoCodeSetList
+	if err := c.Reader.List(ctx, &sets, opts...); err != nil {
+		return nil, err
+	}
+	type pick struct {
+		set   *trackingv1alpha1.PromoCodeSet
+		i     int
+		claim *routing.Claim // nil: invalid entry
+	}
+	var picks []pick
+	var folded []string
+	for si := range sets.Items {
+		s := &sets.Items[si]
+		for i := range s.Spec.Codes {
+			e := &s.Spec.Codes[i]
+			if f.AffiliateID != 0 && e.AffiliateID != f.AffiliateID || f.Code != "" && !strings.EqualFold(e.Code, f.Code) {
+				continue
+			}
+			p := pick{set: s, i: i, claim: kube.EntryClaim(s, i)}
+			if p.claim != nil {
+				folded = append(folded, p.claim.Folded)
+			}
+			picks = append(picks, p)
+		}
+	}
+	if len(picks) == 0 {
+		return nil, nil
+	}
+	groups, err := kube.Resolver{Reader: c.Reader}.ClaimsOn(ctx, folded)
+	if err != nil {
+		return nil, err
+	}
+	verdicts := map[string][]routing.CodeVerdict{}
+	out := make([]Code, 0, len(picks))
+	for _, p := range picks {
+		s, e := p.set, &p.set.Spec.Codes[p.i]
+		offer := offers[types.NamespacedName{Namespace: s.Namespace, Name: s.Spec.OfferRef.Name}]
+		state := trackingv1alpha1.StateRejected
+		if p.claim != nil {
+			g := groups[p.claim.Folded]
+			vs, ok := verdicts[p.claim.Folded]
+			if !ok {
+				vs = routing.ResolveGroup(g)
+				verdicts[p.claim.Folded] = vs
+			}
+			v := routing.CodeVerdict{Reason: routing.ReasonNotAccepted, Message: "not in the cache yet"}
+			for j, o := range g {
+				if o.Kind == p.claim.Kind && o.Ref == p.claim.Ref && o.Rank.Position == p.i {
+					v = vs[j]
+				}
+			}
+			state = kube.State(routing.StatusOf(p.claim, v, offerState(offer), now).State)
+		}
+		if f.Owned && (offer == nil || !offer.Spec.Tracking.PromoCodes.Enabled || state == trackingv1alpha1.StateRejected) {
+			continue
+		}
+		start, end := kube.EntryDates(s, p.i)
+		desc := e.Description
+		if desc == "" {
+			desc = s.Spec.Description
+		}
+		code := Code{
+			Code: e.Code, Description: desc, State: string(state), AffiliateID: e.AffiliateID,
+			Ref: kube.SetRoute(kube.RefOf(s)), Offer: s.Spec.OfferRef.Name, StartDate: utcOrNil(start), EndDate: utcOrNil(end),
+		}
+		if offer != nil {
+			code.OfferID, code.OfferTitle = offer.Spec.ID, offer.Spec.Title
+		}
+		if f.OfferID != 0 && code.OfferID != f.OfferID {
+			continue
+		}
+		out = append(out, code)
+	}
+	return out, nil
+}
+
+// offerState is an Offer as the manager last judged it: its Ready
+// condition and whether promo codes are enabled.
+func offerState(o *trackingv1alpha1.Offer) routing.OfferState {
+	if o == nil {
+		return routing.OfferState{}
+	}
+	return routing.OfferState{Exists: true, ID: o.Spec.ID, Enabled: o.Spec.Tracking.PromoCodes.Enabled,
+		Ready: meta.IsStatusConditionTrue(o.Status.Conditions, trackingv1alpha1.ConditionReady)}
+}
+
+func utcOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
 		return nil
 	}
 	u := t.UTC()

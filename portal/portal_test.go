@@ -31,14 +31,15 @@ import (
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
+	"promocodes.dev/promo-operator/internal/testutil/fixtures"
 	"promocodes.dev/promo-operator/internal/testutil/pgtest"
+	"promocodes.dev/promo-operator/internal/testutil/poll"
 	"promocodes.dev/promo-operator/tracker"
 )
 
@@ -88,7 +89,10 @@ type fixture struct {
 	ns   string
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureWith(t, nil) }
+
+// newFixtureWith lets a test adjust the server's Config (the clock).
+func newFixtureWith(t *testing.T, configure func(*Config)) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	u, drop, err := pg.FreshDatabase(ctx)
@@ -140,7 +144,11 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	srv := NewServer(Config{Token: token}, &Store{Pool: pool}, &Codes{Reader: c}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	scfg := Config{Token: token}
+	if configure != nil {
+		configure(&scfg)
+	}
+	srv := NewServer(scfg, &Store{Pool: pool}, &Codes{Reader: c}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
 	return &fixture{url: hs.URL, db: db, kube: kube, ns: ns}
@@ -420,19 +428,16 @@ func TestAffiliatePromoCodes(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	offer := func(name string, id int64, title string, enabled bool) {
-		o := &trackingv1alpha1.Offer{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: name},
-			Spec: trackingv1alpha1.OfferSpec{ID: id, Title: title, Currency: "USD",
-				Tracking: trackingv1alpha1.Tracking{PromoCodes: trackingv1alpha1.PromoCodeTracking{Enabled: enabled}},
-				Goals: []trackingv1alpha1.Goal{{ID: 1, Alias: "sale", Default: true,
-					Payout: trackingv1alpha1.Money{Fixed: ptr.To("2")}, Revenue: trackingv1alpha1.Money{Fixed: ptr.To("5")}}}}}
+		o := fixtures.Offer(f.ns, name, id, enabled)
+		o.Spec.Title = title
 		if err := f.kube.Create(ctx, o); err != nil {
 			t.Fatal(err)
 		}
 	}
 	start := metav1.NewTime(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC))
 	code := func(name, c, offer string, aff int64, state trackingv1alpha1.PromoCodeState, desc string) {
-		pc := &trackingv1alpha1.PromoCode{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: name},
-			Spec: trackingv1alpha1.PromoCodeSpec{Code: c, OfferRef: trackingv1alpha1.LocalOfferReference{Name: offer}, AffiliateID: aff, Description: desc}}
+		pc := fixtures.PromoCode(f.ns, name, c, offer, aff)
+		pc.Spec.Description = desc
 		if state == trackingv1alpha1.StateScheduled {
 			pc.Spec.StartDate = &start
 		}
@@ -458,8 +463,7 @@ func TestAffiliatePromoCodes(t *testing.T) {
 
 	want := []string{"NEWYEAR27@7", "PROMO22@7", "PROMO22@8"}
 	var got []Code
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	poll.Until(t, 30*time.Second, func() (bool, string) { // the cache catches up with the writes
 		status, _, body := f.get(t, "/api/v1/affiliates/42/promo-codes")
 		if status != 200 {
 			t.Fatalf("%d %s", status, body)
@@ -467,14 +471,8 @@ func TestAffiliatePromoCodes(t *testing.T) {
 		var out struct{ Items []Code }
 		_ = json.Unmarshal(body, &out)
 		got = out.Items
-		if slices.Equal(keys(got), want) || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond) // the cache catches up with the writes
-	}
-	if !slices.Equal(keys(got), want) {
-		t.Fatalf("affiliate 42 sees %v, want %v", keys(got), want)
-	}
+		return slices.Equal(keys(got), want), fmt.Sprintf("affiliate 42 sees %v, want %v", keys(got), want)
+	})
 	ny := got[0]
 	if ny.OfferTitle != "Summer sale" || ny.Description != "New year" || ny.State != "Scheduled" || ny.StartDate == nil || !ny.StartDate.Equal(start.Time) || ny.EndDate != nil {
 		t.Fatalf("NEWYEAR27: %+v", ny)
@@ -526,6 +524,7 @@ func TestReadOnlyRole(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		_, _ = f.db.Exec(context.Background(), "REVOKE ALL ON conversions FROM "+role)
+		_, _ = f.db.Exec(context.Background(), "REVOKE ALL ON conversion_status_changes FROM "+role)
 		_, _ = f.db.Exec(context.Background(), "REVOKE ALL ON SCHEMA public FROM "+role)
 		_, _ = f.db.Exec(context.Background(), "DROP ROLE IF EXISTS "+role)
 	})
@@ -540,6 +539,10 @@ func TestReadOnlyRole(t *testing.T) {
 	var n int
 	if err := ro.QueryRow(ctx, "select count(*) from conversions").Scan(&n); err != nil || n != 2 {
 		t.Fatalf("read-only role reads %d rows (%v), want 2", n, err)
+	}
+	// The status history (GET /api/v1/transactions/{id}) needs the second table.
+	if err := ro.QueryRow(ctx, "select count(*) from conversion_status_changes").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("read-only role reads %d status changes (%v), want 0", n, err)
 	}
 	_, err = ro.Exec(ctx, "delete from conversions")
 	var pgErr *pgconn.PgError

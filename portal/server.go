@@ -1,6 +1,8 @@
 // Package portal is the read-only reports service of SPEC §7: the affiliate's
 // promo-code listing, the transactions API (JSON pages with a stable cursor,
-// or a streamed CSV) and a server-rendered web page over both.
+// or a streamed CSV), a conversion with its status history, the Performance
+// by promo code report (JSON or CSV) and server-rendered web pages over all
+// of them, the report's chart an inline SVG.
 package portal
 
 import (
@@ -18,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -32,6 +35,8 @@ type Config struct {
 	QueryTimeout time.Duration
 	// Ready reports whether the code cache has synced.
 	Ready func() bool
+	// Now is the clock fixing the report's default range; nil: time.Now.
+	Now func() time.Time
 }
 
 // Server serves the portal.
@@ -43,6 +48,7 @@ type Server struct {
 	outage   *outageLog
 	Registry *prometheus.Registry
 	csvRows  prometheus.Counter
+	repRows  prometheus.Counter
 	handler  http.Handler
 }
 
@@ -51,13 +57,17 @@ func NewServer(cfg Config, store *Store, codes *Codes, log *slog.Logger) *Server
 	if cfg.QueryTimeout == 0 {
 		cfg.QueryTimeout = 10 * time.Second
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	s := &Server{cfg: cfg, store: store, codes: codes, log: log, Registry: prometheus.NewRegistry(), outage: newOutageLog(log)}
 	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.csvRows = prometheus.NewCounter(prometheus.CounterOpts{Name: "promo_portal_csv_rows_total", Help: "Transactions streamed as CSV."})
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promo_portal_requests_total", Help: "Requests by handler and status code."}, []string{"handler", "code"})
 	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "promo_portal_request_duration_seconds", Help: "Time to the last byte, by handler.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)}, []string{"handler"})
-	s.Registry.MustRegister(s.csvRows, requests, latency)
+	s.repRows = prometheus.NewCounter(prometheus.CounterOpts{Name: "promo_portal_report_csv_rows_total", Help: "Rows of the promo-code report streamed as CSV."})
+	s.Registry.MustRegister(s.csvRows, s.repRows, requests, latency)
 
 	mux := http.NewServeMux()
 	route := func(pattern, name string, h http.HandlerFunc) {
@@ -67,7 +77,11 @@ func NewServer(cfg Config, store *Store, codes *Codes, log *slog.Logger) *Server
 	}
 	route("GET /api/v1/affiliates/{affiliateID}/promo-codes", "promo_codes", s.authed(s.affiliateCodes))
 	route("GET /api/v1/transactions", "transactions", s.authed(s.transactions))
+	route("GET /api/v1/transactions/{id}", "transaction", s.authed(s.transaction))
+	route("GET /api/v1/reports/promo-codes", "report", s.authed(s.report))
 	route("GET /{$}", "page", s.page)
+	route("GET /transactions/{id}", "transaction_page", s.transactionPage)
+	route("GET /reports/promo-codes", "report_page", s.reportPage)
 	route("POST /login", "login", s.login)
 	route("POST /logout", "logout", s.logout)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
@@ -222,7 +236,7 @@ func (s *Server) transactions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if wantsCSV(r) {
-		s.streamCSV(w, r, f)
+		s.streamTransactionsCSV(w, r, f)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.QueryTimeout)
@@ -237,20 +251,83 @@ func (s *Server) transactions(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, page)
 }
 
-// streamCSV writes every matching transaction (or f.Limit of them) as CSV,
-// flushing as it goes: a million rows pass through a few kilobytes of
-// buffer. Each flush pushes the write deadline forward, so a long export is
-// bounded by the client's pace, not a fixed timeout.
-func (s *Server) streamCSV(w http.ResponseWriter, r *http.Request, f TxFilter) {
+// transaction is GET /api/v1/transactions/{id}: the conversion and its
+// status history.
+func (s *Server) transaction(w http.ResponseWriter, r *http.Request) {
+	id, err := uuid.Parse(r.PathValue("id"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "id: must be a conversion id (a UUID such as 01a20ec8-d09f-7b94-ba55-a69edaf4feaa)")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.QueryTimeout)
+	defer cancel()
+	d, err := s.store.Transaction(ctx, id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		s.outage.ok()
+		writeError(w, http.StatusNotFound, "not_found", "no conversion has id "+id.String())
+	case err != nil:
+		s.outage.failed("Reading a transaction failed", err)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the transaction cannot be read right now; retry")
+	default:
+		s.outage.ok()
+		writeJSON(w, http.StatusOK, d)
+	}
+}
+
+// report is GET /api/v1/reports/promo-codes: JSON, or every row as CSV.
+func (s *Server) report(w http.ResponseWriter, r *http.Request) {
+	f, err := ParseReportFilter(r.URL.Query(), s.cfg.Now())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	if wantsCSV(r) {
+		s.streamCSV(w, r, "promo-codes.csv", "the report", ReportColumns, reportNumeric, s.repRows, func(write func([]string) error) error {
+			var rec []string
+			return s.store.EachReportRow(r.Context(), f, f.Limit, func(c *CodeReport) error {
+				rec = c.Record(rec)
+				return write(rec)
+			})
+		})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.QueryTimeout)
+	defer cancel()
+	rep, err := s.store.PromoCodeReport(ctx, f)
+	if err != nil {
+		s.outage.failed("Reading the promo-code report failed", err)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the report cannot be read right now; retry")
+		return
+	}
+	s.outage.ok()
+	writeJSON(w, http.StatusOK, rep)
+}
+
+// streamTransactionsCSV writes every matching transaction (or f.Limit of them).
+func (s *Server) streamTransactionsCSV(w http.ResponseWriter, r *http.Request, f TxFilter) {
+	s.streamCSV(w, r, "transactions.csv", "transactions", Columns, numericColumns, s.csvRows, func(write func([]string) error) error {
+		var rec []string
+		return s.store.Each(r.Context(), f, f.Limit, func(t *Transaction) error {
+			rec = t.Record(rec)
+			return write(rec)
+		})
+	})
+}
+
+// streamCSV writes header and the rows each produces as CSV, flushing as it
+// goes: a million rows pass through a few kilobytes of buffer. Each flush
+// pushes the write deadline forward, so a long export is bounded by the
+// client's pace, not a fixed timeout.
+func (s *Server) streamCSV(w http.ResponseWriter, r *http.Request, filename, what string, header []string, numeric []bool,
+	rows prometheus.Counter, each func(write func([]string) error) error) {
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
-	w.Header().Set("Content-Disposition", `attachment; filename="transactions.csv"`)
+	w.Header().Set("Content-Disposition", `attachment; filename="`+filename+`"`)
 	rc := http.NewResponseController(w)
-	cw := newCSVWriter(w, numericColumns)
-	_ = cw.Write(Columns)
-	var rec []string
+	cw := newCSVWriter(w, numeric)
+	_ = cw.Write(header)
 	n := 0
-	err := s.store.Each(r.Context(), f, f.Limit, func(t *Transaction) error {
-		rec = t.Record(rec)
+	err := each(func(rec []string) error {
 		if err := cw.Write(rec); err != nil {
 			return err
 		}
@@ -264,7 +341,7 @@ func (s *Server) streamCSV(w http.ResponseWriter, r *http.Request, f TxFilter) {
 		}
 		return nil
 	})
-	s.csvRows.Add(float64(n))
+	rows.Add(float64(n))
 	switch {
 	case err == nil:
 		s.outage.ok()
@@ -273,7 +350,7 @@ func (s *Server) streamCSV(w http.ResponseWriter, r *http.Request, f TxFilter) {
 		// Nothing has reached the client yet: answer with a proper error.
 		s.outage.failed("CSV export failed", err)
 		w.Header().Del("Content-Disposition")
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "transactions cannot be read right now; retry")
+		writeError(w, http.StatusServiceUnavailable, "unavailable", what+" cannot be read right now; retry")
 	case !errors.Is(err, context.Canceled):
 		// Rows are gone already; abort the response so the client sees an
 		// incomplete transfer, never a short file that looks whole.

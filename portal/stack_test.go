@@ -3,15 +3,16 @@ package portal_test
 import (
 	"context"
 	"encoding/csv"
+	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"promocodes.dev/promo-operator/internal/devstack"
+	"promocodes.dev/promo-operator/internal/testutil/poll"
+	"promocodes.dev/promo-operator/internal/testutil/stacktest"
 )
 
 const injectManifests = `apiVersion: v1
@@ -40,19 +41,7 @@ spec: {code: INJECT1, offerRef: {name: shop}, affiliateID: 5}
 func TestFormulaFromAPixelIsNeutralisedInTheExport(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	root, _ := filepath.Abs("..")
-	if err := devstack.Build(ctx, root, nil); err != nil {
-		t.Fatal(err)
-	}
-	s, err := devstack.Start(ctx, devstack.Options{Root: root, Dir: t.TempDir(), Out: os.Stderr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := s.Stop(); err != nil {
-			t.Error(err)
-		}
-	}()
+	s := stacktest.Start(t, ctx, devstack.Options{})
 	if out, err := s.Kubectl(ctx, strings.NewReader(injectManifests), "apply", "-f", "-"); err != nil {
 		t.Fatal(out, err)
 	}
@@ -80,8 +69,7 @@ func TestFormulaFromAPixelIsNeutralisedInTheExport(t *testing.T) {
 	}
 
 	var recs [][]string
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.PortalURL+"/api/v1/transactions?promo_code=inject1", nil)
 		req.Header.Set("Authorization", "Bearer "+s.PortalToken)
 		req.Header.Set("Accept", "text/csv")
@@ -94,14 +82,8 @@ func TestFormulaFromAPixelIsNeutralisedInTheExport(t *testing.T) {
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("csv: %d %v", resp.StatusCode, err)
 		}
-		if len(recs) == 3 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if len(recs) != 3 {
-		t.Fatalf("csv has %d records, want the header and 2 rows: %q", len(recs), recs)
-	}
+		return len(recs) == 3, fmt.Sprintf("%d CSV records, want a header and 2 rows", len(recs))
+	})
 	col := map[string]int{}
 	for i, c := range recs[0] {
 		col[c] = i

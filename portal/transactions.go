@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"promocodes.dev/promo-operator/internal/pgrole"
@@ -28,6 +30,7 @@ type TxFilter struct {
 	OfferID     int64
 	AffiliateID int64
 	Status      string
+	Source      string
 	From, To    time.Time // From inclusive, To exclusive
 	Limit       int       // 0: defaultLimit (JSON) or everything (CSV)
 	After       *Cursor   // rows strictly older than this
@@ -62,6 +65,10 @@ func ParseCursor(s string) (*Cursor, error) {
 	return &Cursor{CreatedAt: time.UnixMicro(us).UTC(), ID: u}, nil
 }
 
+// Sources are the values of conversions.source (SPEC §4): how the tracker
+// got the conversion — a postback, a pixel, or a shop's webhook (SPEC §8).
+var Sources = []string{"postback", "js", "img", "iframe", "shopify", "woocommerce"}
+
 // FilterError is a query parameter the caller must fix; it becomes a 400.
 type FilterError struct{ Param, Message string }
 
@@ -88,6 +95,12 @@ func ParseTxFilter(q url.Values) (TxFilter, error) {
 		f.Status = v
 	default:
 		return f, &FilterError{"status", "must be approved, pending or declined"}
+	}
+	if v := q.Get("source"); v != "" {
+		if !slices.Contains(Sources, v) {
+			return f, &FilterError{"source", "must be one of " + strings.Join(Sources, ", ")}
+		}
+		f.Source = v
 	}
 	if f.From, err = instant(q, "from", false); err != nil {
 		return f, err
@@ -152,6 +165,7 @@ func instant(q url.Values, name string, endOfDay bool) (time.Time, error) {
 type Transaction struct {
 	ID           string    `json:"id"`
 	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"` // the last status change; = created_at until one
 	PromoCode    string    `json:"promo_code"`
 	PromoCodeRef string    `json:"promo_code_ref"`
 	OfferID      int64     `json:"offer_id"`
@@ -176,7 +190,7 @@ type Transaction struct {
 // Columns are the CSV header, in the order of Transaction.Record.
 var Columns = []string{"id", "created_at", "promo_code", "promo_code_ref", "offer_id", "affiliate_id", "goal_id",
 	"status", "amount", "payout", "revenue", "currency", "adv_order_id",
-	"adv_param1", "adv_param2", "adv_param3", "adv_param4", "adv_param5", "source"}
+	"adv_param1", "adv_param2", "adv_param3", "adv_param4", "adv_param5", "source", "updated_at"}
 
 // numericColumns marks the Columns we format from bigint and numeric values
 // (ids, amount, payout, revenue): not caller text, so the CSV writer does not
@@ -197,7 +211,7 @@ func (t *Transaction) Record(buf []string) []string {
 	buf = append(buf[:0], t.ID, t.CreatedAt.UTC().Format(time.RFC3339Nano), t.PromoCode, t.PromoCodeRef,
 		strconv.FormatInt(t.OfferID, 10), strconv.FormatInt(t.AffiliateID, 10), strconv.FormatInt(t.GoalID, 10),
 		t.Status, t.Amount, t.Payout, t.Revenue, t.Currency, t.AdvOrderID,
-		t.AdvParam1, t.AdvParam2, t.AdvParam3, t.AdvParam4, t.AdvParam5, t.Source)
+		t.AdvParam1, t.AdvParam2, t.AdvParam3, t.AdvParam4, t.AdvParam5, t.Source, t.UpdatedAt.UTC().Format(time.RFC3339Nano))
 	return buf
 }
 
@@ -229,6 +243,9 @@ func (f TxFilter) query(limit int) (string, []any) {
 	if f.Status != "" {
 		where = append(where, "status = "+arg(f.Status))
 	}
+	if f.Source != "" {
+		where = append(where, "source = "+arg(f.Source))
+	}
 	if !f.From.IsZero() {
 		where = append(where, "created_at >= "+arg(f.From))
 	}
@@ -238,11 +255,7 @@ func (f TxFilter) query(limit int) (string, []any) {
 	if f.After != nil {
 		where = append(where, fmt.Sprintf("(created_at, id) < (%s, %s)", arg(f.After.CreatedAt), arg(f.After.ID)))
 	}
-	sql := `SELECT id, created_at, promo_code, promo_code_ref, offer_id, affiliate_id, goal_id, status,
-       amount::text, payout::text, revenue::text, currency, coalesce(adv_order_id, ''),
-       coalesce(adv_param1, ''), coalesce(adv_param2, ''), coalesce(adv_param3, ''), coalesce(adv_param4, ''), coalesce(adv_param5, ''),
-       source
-  FROM conversions`
+	sql := "SELECT " + txColumns + "\n  FROM conversions"
 	if len(where) > 0 {
 		sql += "\n WHERE " + strings.Join(where, " AND ")
 	}
@@ -251,6 +264,25 @@ func (f TxFilter) query(limit int) (string, []any) {
 		sql += "\n LIMIT " + arg(limit)
 	}
 	return sql, args
+}
+
+// txColumns are the columns Transaction.scan reads.
+const txColumns = `id, created_at, updated_at, promo_code, promo_code_ref, offer_id, affiliate_id, goal_id, status,
+       amount::text, payout::text, revenue::text, currency, coalesce(adv_order_id, ''),
+       coalesce(adv_param1, ''), coalesce(adv_param2, ''), coalesce(adv_param3, ''), coalesce(adv_param4, ''), coalesce(adv_param5, ''),
+       source`
+
+// scan reads one row of txColumns into t.
+func (t *Transaction) scan(row pgx.Row) error {
+	var id uuid.UUID
+	if err := row.Scan(&id, &t.CreatedAt, &t.UpdatedAt, &t.PromoCode, &t.PromoCodeRef, &t.OfferID, &t.AffiliateID, &t.GoalID, &t.Status,
+		&t.Amount, &t.Payout, &t.Revenue, &t.Currency, &t.AdvOrderID,
+		&t.AdvParam1, &t.AdvParam2, &t.AdvParam3, &t.AdvParam4, &t.AdvParam5, &t.Source); err != nil {
+		return err
+	}
+	t.ID = id.String()
+	t.cursor = Cursor{CreatedAt: t.CreatedAt, ID: id}
+	return nil
 }
 
 // Each calls fn for every transaction matching f, newest first, streaming
@@ -264,15 +296,10 @@ func (s *Store) Each(ctx context.Context, f TxFilter, limit int, fn func(*Transa
 	}
 	defer rows.Close()
 	var t Transaction
-	var id uuid.UUID
 	for rows.Next() {
-		if err := rows.Scan(&id, &t.CreatedAt, &t.PromoCode, &t.PromoCodeRef, &t.OfferID, &t.AffiliateID, &t.GoalID, &t.Status,
-			&t.Amount, &t.Payout, &t.Revenue, &t.Currency, &t.AdvOrderID,
-			&t.AdvParam1, &t.AdvParam2, &t.AdvParam3, &t.AdvParam4, &t.AdvParam5, &t.Source); err != nil {
+		if err := t.scan(rows); err != nil {
 			return err
 		}
-		t.ID = id.String()
-		t.cursor = Cursor{CreatedAt: t.CreatedAt, ID: id}
 		if err := fn(&t); err != nil {
 			return err
 		}

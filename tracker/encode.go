@@ -19,6 +19,10 @@ const (
 // nParams is the number of parameters of insertRows.
 const nParams = 21
 
+// copyFields is the number of fields of a copySQL row: insertRows' columns
+// and updated_at, which insertRows takes from created_at.
+const copyFields = nParams + 1
+
 // binaryFormats says every parameter is in binary format.
 var binaryFormats = []int16{1}
 
@@ -156,9 +160,10 @@ func (e *copyEncoder) encode(rows []Row) ([]byte, error) {
 	}
 	for k := range rows {
 		r := &rows[k]
-		b = be.AppendUint16(b, nParams)
+		b = be.AppendUint16(b, copyFields)
 		b = append(be.AppendUint32(b, 16), r.ID[:]...)
-		b = be.AppendUint64(be.AppendUint32(b, 8), uint64(timestamptz(r.CreatedAt)))
+		created := uint64(timestamptz(r.CreatedAt))
+		b = be.AppendUint64(be.AppendUint32(b, 8), created)
 		text(r.PromoCode, false)
 		text(r.PromoCodeRef, false)
 		int8(r.OfferID)
@@ -180,6 +185,7 @@ func (e *copyEncoder) encode(rows []Row) ([]byte, error) {
 			return nil, fmt.Errorf("conversion %s: amount %q, payout %q, revenue %q or ip %q cannot be stored", r.ID, r.Amount, r.Payout, r.Revenue, r.IP)
 		}
 		text(r.UserAgent, false)
+		b = be.AppendUint64(be.AppendUint32(b, 8), created) // updated_at = created_at
 	}
 	b = be.AppendUint16(b, 0xFFFF) // -1: end of data
 	return b, nil

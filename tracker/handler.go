@@ -1,20 +1,21 @@
 package tracker
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/shopspring/decimal"
 
+	"promocodes.dev/promo-operator/internal/outagelog"
 	"promocodes.dev/promo-operator/internal/routing"
 )
 
@@ -55,43 +56,15 @@ type Handler struct {
 
 // storeFailureLog keeps an outage from logging an Error per failed request
 // (promo_tracker_requests_total counts them, reason storage_unavailable):
-// the first failure logs an Error, then at most one a minute with the count,
-// and the first success after failures logs Info.
-type storeFailureLog struct {
-	failing atomic.Bool // read without the lock on every success
-	mu      sync.Mutex
-	last    time.Time
-	count   int // failures not logged since last
-}
+// internal/outagelog's throttle, the same as the portal's.
+type storeFailureLog struct{ outagelog.Log }
 
 func (l *storeFailureLog) failed(log *slog.Logger, now time.Time, offer int64, ref string, err error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	switch {
-	case !l.failing.Load():
-		l.failing.Store(true)
-		l.last, l.count = now, 0
-		log.Error("Failed to store conversion; failures are logged at most once a minute until one succeeds",
-			"offer", offer, "code_ref", ref, "err", err)
-	case now.Sub(l.last) >= time.Minute:
-		log.Error("Still failing to store conversions", "failed", l.count+1, "since", l.last, "err", err)
-		l.last, l.count = now, 0
-	default:
-		l.count++
-	}
+	l.Failed(log, now, "Failed to store conversion; failures are logged at most once a minute until one succeeds", err,
+		"offer", offer, "code_ref", ref)
 }
 
-func (l *storeFailureLog) stored(log *slog.Logger) {
-	if !l.failing.Load() {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.failing.Load() {
-		l.failing.Store(false)
-		log.Info("Storing conversions again", "failed_since_last_log", l.count)
-	}
-}
+func (l *storeFailureLog) stored(log *slog.Logger) { l.Recovered(log, "Storing conversions again") }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	received := time.Now()
@@ -167,13 +140,49 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, received time.Ti
 	}
 	h.storeLog.stored(h.Log)
 	if res.Duplicate {
-		rep := reply{Status: "duplicate", Reason: "duplicate", Message: "adv_order_id already recorded for this offer and goal"}
-		if res.ExistingID != uuid.Nil {
-			rep.ConversionID = res.ExistingID.String()
+		if row.ExplicitStatus && res.ExistingStatus != row.Status {
+			return h.changeStatus(r, &row, res)
 		}
-		return rep, http.StatusOK
+		return duplicate(res.ExistingID), http.StatusOK
 	}
 	return reply{Status: row.Status, ConversionID: row.ID.String()}, http.StatusOK
+}
+
+func duplicate(id uuid.UUID) reply {
+	rep := reply{Status: "duplicate", Reason: "duplicate", Message: "adv_order_id already recorded for this offer and goal"}
+	if id != uuid.Nil {
+		rep.ConversionID = id.String()
+	}
+	return rep
+}
+
+// changeStatus applies a postback's conv_status to the conversion its order
+// already has (SPEC §3 status changes). res is the group commit's answer:
+// the order was recorded, with ExistingStatus when it could be read (the
+// change itself decides on the status it reads under a lock).
+func (h *Handler) changeStatus(r *http.Request, row *Row, res Result) (reply, int) {
+	// Not cancelled with the request: a change begun is finished (within
+	// ChangeStatus's own timeout), so a retry finds it, as with Submit.
+	changes, err := h.Writer.ChangeStatus(context.WithoutCancel(r.Context()), StatusChange{OfferIDs: []int64{row.OfferID}, GoalID: row.GoalID,
+		AdvOrderID: row.AdvOrderID, To: row.Status, Source: "postback", At: row.CreatedAt})
+	if err != nil {
+		h.storeLog.failed(h.Log, row.CreatedAt, row.OfferID, row.PromoCodeRef, err)
+		return fail("storage_unavailable", "status change not stored; retry later"), http.StatusServiceUnavailable
+	}
+	if len(changes) == 0 { // cannot happen: conversions are never deleted
+		return duplicate(res.ExistingID), http.StatusOK
+	}
+	c := changes[0] // (offer, goal, adv_order_id) is unique: one conversion
+	id := c.ConversionID.String()
+	switch c.Outcome {
+	case ChangeApplied:
+		return reply{Status: c.To, ConversionID: id, Reason: "status_changed"}, http.StatusOK
+	case ChangeInvalid:
+		rep := fail("invalid_transition", fmt.Sprintf("conversion is %s; cannot change %s → %s (allowed: %s)", c.From, c.From, c.To, AllowedTransitions))
+		rep.ConversionID = id
+		return rep, http.StatusConflict
+	}
+	return duplicate(c.ConversionID), http.StatusOK // ChangeSame: an identical change came first
 }
 
 var outcomeReason = map[routing.Outcome]string{
@@ -205,7 +214,7 @@ func (h *Handler) row(r *http.Request, p Params, m routing.Match, received time.
 		OfferID: m.Offer.ID, AffiliateID: m.Entry.AffiliateID, GoalID: m.Goal.ID, Status: status,
 		Amount: p.AmountText, Payout: m.Goal.Payout.Text(amount), Revenue: m.Goal.Revenue.Text(amount),
 		Currency: currency, AdvOrderID: p.AdvOrderID, AdvParams: p.AdvParams, Source: source,
-		IP: h.clientIP(r), UserAgent: sanitize(r.UserAgent(), 512),
+		IP: h.clientIP(r), UserAgent: sanitize(r.UserAgent(), 512), ExplicitStatus: p.ConvStatus != "",
 	}
 	return row
 }
@@ -263,7 +272,7 @@ var (
 	statusValues = func() map[string][]string {
 		m := map[string][]string{}
 		for _, s := range []string{"approved", "pending", "declined", "duplicate", "bad_request", "method_not_allowed",
-			"not_ready", "invalid_token", "storage_unavailable"} {
+			"not_ready", "invalid_token", "storage_unavailable", "invalid_transition"} {
 			m[s] = []string{s}
 		}
 		for o := routing.OK; o <= routing.UnknownGoal; o++ {

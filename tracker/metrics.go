@@ -17,6 +17,14 @@ type Metrics struct {
 	SpoolRows     prometheus.Gauge
 	Replayed      prometheus.Counter
 	RedoneBatches prometheus.Counter
+	// StatusChanges counts ChangeStatus outcomes per conversion (applied,
+	// same, invalid) by source; StatusChangeSeconds times its transactions.
+	StatusChanges       *prometheus.CounterVec
+	StatusChangeSeconds prometheus.Histogram
+	// SpooledChanges counts status changes found at replay (spooled rows
+	// whose order was already recorded), by outcome.
+	SpooledChanges *prometheus.CounterVec
+	Shop           ShopMetrics
 }
 
 // NewMetrics registers the tracker's metrics with reg.
@@ -48,7 +56,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.Replayed = prometheus.NewCounter(prometheus.CounterOpts{Name: "promo_tracker_spool_replayed_total", Help: "Spooled conversions replayed into PostgreSQL."})
 	m.RedoneBatches = prometheus.NewCounter(prometheus.CounterOpts{Name: "promo_tracker_redone_batches_total",
 		Help: "Group commits whose COPY met a taken order key (a repeated adv_order_id) and were redone with INSERT … ON CONFLICT."})
-	reg.MustRegister(m.SpoolRows, m.Replayed, m.RedoneBatches)
+	m.StatusChanges = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promo_tracker_status_changes_total",
+		Help: "Conversions a status change was asked for, by outcome (applied, same, invalid) and source."}, []string{"outcome", "source"})
+	m.StatusChangeSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "promo_tracker_status_change_duration_seconds", Help: "Time of one status change transaction.",
+		Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 5},
+	})
+	m.SpooledChanges = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promo_tracker_spool_status_changes_total",
+		Help: "Spooled postbacks with conv_status whose order was already recorded, applied at replay as status changes, by outcome (applied, same, invalid)."}, []string{"outcome"})
+	reg.MustRegister(m.SpoolRows, m.Replayed, m.RedoneBatches, m.StatusChanges, m.StatusChangeSeconds, m.SpooledChanges)
+	m.Shop = newShopMetrics(reg)
 	reg.MustRegister(m.Requests, m.Latency, m.BatchSize, m.CommitSeconds, m.QueueDepth, m.TableCodes, m.TableOffers, m.TableVersion)
 	return m
 }

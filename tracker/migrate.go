@@ -3,13 +3,16 @@ package tracker
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -23,6 +26,11 @@ const migrationLock = 0x70726f6d6f // "promo"
 // Migrate applies the embedded migrations not yet applied, in order, each in
 // its own transaction, under an advisory lock. It returns the applied versions.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]int, error) {
+	return migrateTo(ctx, pool, math.MaxInt)
+}
+
+// migrateTo is Migrate stopping after version last (tests of upgrades).
+func migrateTo(ctx context.Context, pool *pgxpool.Pool, last int) ([]int, error) {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("connecting: %w", err)
@@ -46,6 +54,9 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]int, error) {
 		version, err := strconv.Atoi(strings.SplitN(strings.TrimPrefix(f, "migrations/"), "_", 2)[0])
 		if err != nil {
 			return applied, fmt.Errorf("migration %s: name must start with a number", f)
+		}
+		if version > last {
+			break
 		}
 		var done bool
 		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)", version).Scan(&done); err != nil {
@@ -71,4 +82,19 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]int, error) {
 		applied = append(applied, version)
 	}
 	return applied, nil
+}
+
+// Migrated reports whether every embedded migration is applied.
+func Migrated(ctx context.Context, pool *pgxpool.Pool) (bool, error) {
+	files, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return false, err
+	}
+	var n int
+	err = pool.QueryRow(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table: nothing applied yet
+		return false, nil
+	}
+	return err == nil && n >= len(files), err
 }

@@ -108,6 +108,9 @@ func NewServer(ctx context.Context, cfg Config, log *slog.Logger) (*Server, erro
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/track/promo", &Handler{Routes: s.Routes, Writer: s.writer, Metrics: s.Metrics, Log: log, TrustForwardedFor: cfg.TrustForwardedFor})
+	shop := NewShopHandler(s.Routes, s.writer, s.Metrics, log, cfg.TrustForwardedFor)
+	mux.Handle("/integrations/shopify/{namespace}/{name}", shop.Shopify())
+	mux.Handle("/integrations/woocommerce/{namespace}/{name}", shop.WooCommerce())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", s.readyz)
 	mux.Handle("/metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
@@ -248,8 +251,10 @@ func (s *Server) closeWhileDraining(next http.Handler) http.Handler {
 // migrateUntilDone retries migrations when storage was down at start.
 func (s *Server) migrateUntilDone(ctx context.Context) {
 	for delay := time.Second; ; delay = min(2*delay, 30*time.Second) {
-		var exists bool
-		if err := s.pool.QueryRow(ctx, "SELECT to_regclass('conversions') IS NOT NULL").Scan(&exists); err == nil && exists {
+		// Every migration, not just the table: a tracker started during an
+		// outage against a database of the previous version must not write
+		// columns that are not there yet.
+		if current, err := Migrated(ctx, s.pool); err == nil && current {
 			return
 		}
 		if _, err := Migrate(ctx, s.pool); err == nil {

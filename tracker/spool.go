@@ -73,6 +73,9 @@ type spoolRow struct {
 	Source       string    `json:"source"`
 	IP           string    `json:"ip"`
 	UserAgent    string    `json:"user_agent"`
+	// ExplicitStatus (added without a new version: older readers ignore
+	// it and replay such a row's duplicate as a duplicate, as they did).
+	ExplicitStatus bool `json:"explicit_status,omitempty"`
 }
 
 func toSpoolRow(r *Row) spoolRow {
@@ -80,7 +83,7 @@ func toSpoolRow(r *Row) spoolRow {
 		OfferID: r.OfferID, AffiliateID: r.AffiliateID, GoalID: r.GoalID, Status: r.Status,
 		Amount: r.Amount, Payout: r.Payout, Revenue: r.Revenue, Currency: r.Currency, AdvOrderID: r.AdvOrderID,
 		AdvParam1: r.AdvParams[0], AdvParam2: r.AdvParams[1], AdvParam3: r.AdvParams[2], AdvParam4: r.AdvParams[3], AdvParam5: r.AdvParams[4],
-		Source: r.Source, IP: r.IP, UserAgent: r.UserAgent}
+		Source: r.Source, IP: r.IP, UserAgent: r.UserAgent, ExplicitStatus: r.ExplicitStatus}
 }
 
 func (s *spoolRow) row() Row {
@@ -88,7 +91,7 @@ func (s *spoolRow) row() Row {
 		OfferID: s.OfferID, AffiliateID: s.AffiliateID, GoalID: s.GoalID, Status: s.Status,
 		Amount: s.Amount, Payout: s.Payout, Revenue: s.Revenue, Currency: s.Currency, AdvOrderID: s.AdvOrderID,
 		AdvParams: [5]string{s.AdvParam1, s.AdvParam2, s.AdvParam3, s.AdvParam4, s.AdvParam5},
-		Source:    s.Source, IP: s.IP, UserAgent: s.UserAgent}
+		Source:    s.Source, IP: s.IP, UserAgent: s.UserAgent, ExplicitStatus: s.ExplicitStatus}
 }
 
 func isHeader(line []byte) bool { return bytes.HasPrefix(line, []byte(spoolHeaderStart)) }

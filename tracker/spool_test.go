@@ -17,7 +17,7 @@ func spoolTestRows() []Row {
 	return []Row{
 		{ID: uuid.New(), CreatedAt: at, PromoCode: "PROMO22", PromoCodeRef: "shop/p", OfferID: 7, AffiliateID: 42, GoalID: 1,
 			Status: "approved", Amount: "10.50", Payout: "1.05", Revenue: "8.00", Currency: "USD", AdvOrderID: "o-1",
-			AdvParams: [5]string{"a", "", "c", "", "e"}, Source: "postback", IP: "127.0.0.1", UserAgent: "ua ☃"},
+			AdvParams: [5]string{"a", "", "c", "", "e"}, Source: "postback", IP: "127.0.0.1", UserAgent: "ua ☃", ExplicitStatus: true},
 		{ID: uuid.New(), CreatedAt: at.Add(time.Second), PromoCode: "PROMO22", OfferID: 8, GoalID: 2,
 			Status: "pending", Amount: "", Payout: "1.50", Revenue: "2.00", Currency: "EUR", Source: "img"},
 	}
@@ -55,6 +55,11 @@ func TestSpoolFormatVersionedAndCompatible(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	if len(lines) != 3 || lines[0] != spoolHeader || !strings.Contains(lines[1], `"adv_order_id":"o-1"`) || !strings.Contains(lines[1], `"created_at":`) {
 		t.Fatalf("spool file:\n%s", b)
+	}
+	// explicit_status is written when set, absent otherwise (and absent on
+	// lines of trackers before it: they replay as false).
+	if !strings.Contains(lines[1], `"explicit_status":true`) || strings.Contains(lines[2], `explicit_status`) {
+		t.Fatalf("explicit_status in the spool file:\n%s", b)
 	}
 	// A field added by a later version of the same format.
 	for i := 1; i < len(lines); i++ {

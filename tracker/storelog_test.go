@@ -27,7 +27,7 @@ func TestStoreFailuresLoggedOncePerMinute(t *testing.T) {
 	if n := strings.Count(out, "level=ERROR"); n != 2 {
 		t.Fatalf("%d Error lines, want 2 (first failure, then one after a minute):\n%s", n, out)
 	}
-	if !strings.Contains(out, "failed=1000") || strings.Count(out, "level=INFO") != 1 {
-		t.Fatalf("want the count of 1000 and one Info on recovery:\n%s", out)
+	if !strings.Contains(out, "failuresSinceLastLogged=999") || !strings.Contains(out, "code_ref=shop/p") || strings.Count(out, "level=INFO") != 1 {
+		t.Fatalf("want the 999 failures not logged, the code ref, and one Info on recovery:\n%s", out)
 	}
 }

@@ -20,12 +20,13 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
 	"promocodes.dev/promo-operator/internal/kube"
 	"promocodes.dev/promo-operator/internal/routing"
+	"promocodes.dev/promo-operator/internal/testutil/fixtures"
 	"promocodes.dev/promo-operator/internal/testutil/pgtest"
+	"promocodes.dev/promo-operator/internal/testutil/poll"
 )
 
 var pg *pgtest.Server
@@ -46,24 +47,11 @@ func TestMain(m *testing.M) {
 var created = time.Now().Add(-time.Hour)
 
 func testOffer(name string, id int64, enabled bool, at time.Time) *trackingv1alpha1.Offer {
-	return &trackingv1alpha1.Offer{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, CreationTimestamp: metav1.NewTime(at)},
-		Spec: trackingv1alpha1.OfferSpec{ID: id, Currency: "USD",
-			Tracking: trackingv1alpha1.Tracking{PromoCodes: trackingv1alpha1.PromoCodeTracking{Enabled: enabled}},
-			Goals: []trackingv1alpha1.Goal{
-				{ID: 1, Alias: "sale", Default: true, Status: "approved",
-					Payout: trackingv1alpha1.Money{Percent: ptr.To("10")}, Revenue: trackingv1alpha1.Money{Fixed: ptr.To("8.00")}},
-				{ID: 2, Alias: "lead", Status: "pending",
-					Payout: trackingv1alpha1.Money{Fixed: ptr.To("1.50")}, Revenue: trackingv1alpha1.Money{Fixed: ptr.To("2.00")}},
-			}},
-	}
+	return fixtures.Created(fixtures.WithLeadGoal(fixtures.Offer("shop", name, id, enabled)), at)
 }
 
 func testCode(name, code, offer string, affiliate int64, at time.Time) *trackingv1alpha1.PromoCode {
-	return &trackingv1alpha1.PromoCode{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, CreationTimestamp: metav1.NewTime(at)},
-		Spec:       trackingv1alpha1.PromoCodeSpec{Code: code, OfferRef: trackingv1alpha1.LocalOfferReference{Name: offer}, AffiliateID: affiliate},
-	}
+	return fixtures.Created(fixtures.PromoCode("shop", name, code, offer, affiliate), at)
 }
 
 // testTable: PROMO22 of affiliate 42 on summer (created first, id 7) and on
@@ -469,17 +457,10 @@ func TestStorageDownThenBack(t *testing.T) {
 	if err := own.StartServer(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		_, _, r, _ = get(t, e.url, "code=PROMO22&adv_order_id=after")
-		if r.Status == "approved" || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if r.Status != "approved" {
-		t.Fatalf("after recovery: %+v", r)
-	}
+		return r.Status == "approved", fmt.Sprintf("after recovery: %+v", r)
+	})
 	var orders []string
 	rows, _ := e.db.Query(context.Background(), "select adv_order_id from conversions order by created_at")
 	for rows.Next() {
@@ -662,18 +643,11 @@ func TestStorageDownWithSpoolLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		var n int
 		_ = db.QueryRow(context.Background(), "select count(*) from conversions where adv_order_id like 's-during-%'").Scan(&n)
-		if n == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("spooled rows replayed: %d of 3", n)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return n == 3, fmt.Sprintf("spooled rows replayed: %d of 3", n)
+	})
 	for o, id := range ids {
 		var got string
 		if err := db.QueryRow(context.Background(), "select id::text from conversions where adv_order_id = $1", o).Scan(&got); err != nil || got != id {

@@ -34,9 +34,14 @@ type Row struct {
 	Currency     string
 	AdvOrderID   string // "" means none
 	AdvParams    [5]string
-	Source       string
+	Source       string // postback, js, img, iframe, shopify, woocommerce
 	IP           string
 	UserAgent    string
+	// ExplicitStatus: the request named Status (conv_status) rather than
+	// taking the goal's. Such a row whose order turns out to be recorded
+	// already asks for a status change (SPEC §3) — the handler applies it at
+	// once; a spooled row, at replay.
+	ExplicitStatus bool
 }
 
 // Result is what the writer tells a waiting request.
@@ -45,6 +50,8 @@ type Result struct {
 	// already exists; ExistingID names it when it could be read.
 	Duplicate  bool
 	ExistingID uuid.UUID
+	// ExistingStatus is that conversion's status when it could be read.
+	ExistingStatus string
 	// Err: not stored. A row stored in the local spool (PostgreSQL
 	// unreachable) is answered like a committed one.
 	Err error
@@ -249,9 +256,12 @@ type encoders struct {
 }
 
 // conversionColumns are the columns both encoders write, in their order.
+// updated_at is written as created_at (SPEC §4: = created_at until a status
+// change): rows of this version do not need migration 2's trigger, which
+// is there for trackers of the previous version during a rolling upgrade.
 const conversionColumns = `conversions (id, created_at, promo_code, promo_code_ref, offer_id, affiliate_id, goal_id,
 	status, amount, payout, revenue, currency, adv_order_id, adv_param1, adv_param2, adv_param3, adv_param4, adv_param5,
-	source, ip, user_agent)`
+	source, ip, user_agent, updated_at)`
 
 // copySQL is the group commit's fast path: the binary COPY stream of
 // copyEncoder. A taken order key fails the whole COPY, and the batch is
@@ -262,7 +272,7 @@ const copySQL = `COPY ` + conversionColumns + ` FROM STDIN (FORMAT binary)`
 const insertRows = `INSERT INTO ` + conversionColumns + `
 SELECT id, created_at, promo_code, promo_code_ref, offer_id, affiliate_id, goal_id,
 	status, amount::numeric, payout::numeric, revenue::numeric, currency, adv_order_id, p1, p2, p3, p4, p5,
-	source, ip::inet, user_agent
+	source, ip::inet, user_agent, created_at
 FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::int8[],
 	$8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[],
 	$19::text[], $20::text[], $21::text[])
@@ -307,7 +317,7 @@ func (w *Writer) replayOnce(log func(msg string, args ...any)) {
 	if w.spool.Rows() == 0 {
 		return
 	}
-	n, err := w.spool.Replay(w.batchMax, w.insertSpooled)
+	n, err := w.spool.Replay(w.batchMax, func(rows []Row) error { return w.insertSpooled(rows, log) })
 	w.metrics.Replayed.Add(float64(n))
 	w.metrics.SpoolRows.Set(float64(w.spool.Rows()))
 	if n > 0 || err != nil {
@@ -315,12 +325,71 @@ func (w *Writer) replayOnce(log func(msg string, args ...any)) {
 	}
 }
 
-func (w *Writer) insertSpooled(rows []Row) error {
+// insertSpooled inserts spooled rows, then applies as status changes the
+// rows that carried conv_status and whose order was recorded already (SPEC
+// §3): while PostgreSQL was unreachable such a postback was answered like a
+// new conversion, since its stored status could not be known. It is
+// idempotent, as Replay needs: a row already there by its own id (an
+// earlier replay attempt) is not a change, and a change applied before is
+// ChangeSame.
+func (w *Writer) insertSpooled(rows []Row, log func(msg string, args ...any)) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var enc batchEncoder
-	_, err := w.exec(ctx, "promo_replay", replaySQL, enc.encode(rows))
-	return err
+	if _, err := w.exec(ctx, "promo_replay", replaySQL, enc.encode(rows)); err != nil {
+		return err
+	}
+	var asks []int
+	var ids []pgtype.UUID
+	for i := range rows {
+		if rows[i].ExplicitStatus && rows[i].AdvOrderID != "" {
+			asks = append(asks, i)
+			ids = append(ids, pgtype.UUID{Bytes: rows[i].ID, Valid: true})
+		}
+	}
+	if len(asks) == 0 {
+		return nil
+	}
+	found, err := w.pool.Query(ctx, insertedSQL, ids)
+	if err != nil {
+		return err
+	}
+	got, err := pgx.CollectRows(found, pgx.RowTo[pgtype.UUID])
+	if err != nil {
+		return err
+	}
+	stored := make(map[uuid.UUID]bool, len(got))
+	for _, id := range got {
+		stored[uuid.UUID(id.Bytes)] = true
+	}
+	for _, i := range asks { // in spool order: the order they were received
+		r := &rows[i]
+		if stored[r.ID] {
+			continue
+		}
+		source := r.Source
+		if !changeSources[source] {
+			source = "postback" // js, img, iframe: the pixel form of a postback
+		}
+		res, err := w.ChangeStatus(ctx, StatusChange{OfferIDs: []int64{r.OfferID}, GoalID: r.GoalID, AdvOrderID: r.AdvOrderID,
+			To: r.Status, Source: source, At: r.CreatedAt})
+		if errors.Is(err, ErrBadStatusChange) {
+			log("Dropped a spooled status change that cannot be applied", "offer", r.OfferID, "adv_order_id", r.AdvOrderID, "err", err)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for _, c := range res {
+			w.metrics.SpooledChanges.WithLabelValues(c.Outcome.String()).Inc()
+			if c.Outcome == ChangeInvalid {
+				log("A spooled postback asked for a status change that is not allowed; not applied",
+					"conversion_id", c.ConversionID, "offer", c.OfferID, "goal", c.GoalID, "adv_order_id", r.AdvOrderID,
+					"from", c.From, "to", c.To, "received", r.CreatedAt)
+			}
+		}
+	}
+	return nil
 }
 
 func (w *Writer) commit(enc *encoders, batch []pending) {
@@ -371,8 +440,8 @@ func (w *Writer) commit(enc *encoders, batch []pending) {
 			continue
 		}
 		res := Result{Duplicate: true}
-		_ = w.pool.QueryRow(ctx, `SELECT id FROM conversions WHERE offer_id = $1 AND goal_id = $2 AND adv_order_id = $3`,
-			p.row.OfferID, p.row.GoalID, p.row.AdvOrderID).Scan(&res.ExistingID)
+		_ = w.pool.QueryRow(ctx, `SELECT id, status FROM conversions WHERE offer_id = $1 AND goal_id = $2 AND adv_order_id = $3`,
+			p.row.OfferID, p.row.GoalID, p.row.AdvOrderID).Scan(&res.ExistingID, &res.ExistingStatus)
 		p.done <- res
 	}
 }

@@ -246,6 +246,10 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager, concurrency int) er
 		MaxConcurrentReconciles: concurrency}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the PromoCode controller: %w", err)
 	}
+	if err := (&controllers.PromoCodeSetReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("promocodeset-controller"),
+		MaxConcurrentReconciles: concurrency}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the PromoCodeSet controller: %w", err)
+	}
 	if err := (&controllers.StorefrontReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("storefront-controller"),
 		MaxConcurrentReconciles: concurrency}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Storefront controller: %w", err)

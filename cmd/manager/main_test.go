@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -30,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
+	"promocodes.dev/promo-operator/internal/testutil/poll"
 )
 
 // The test binary doubles as the manager: with $PROMO_MANAGER_TEST_MAIN set
@@ -175,17 +177,16 @@ func TestTwoReplicasWithoutCertManager(t *testing.T) {
 	// releases the lease, and the other replica's controllers take over long
 	// before the lease would have expired (15s).
 	leader, other := replicas[0], replicas[1]
-	deadline := time.Now().Add(30 * time.Second)
-	for !leader.logged("Successfully acquired lease") {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
+		if leader.logged("Successfully acquired lease") {
+			return true, ""
+		}
 		if other.logged("Successfully acquired lease") {
 			leader, other = other, leader
-			break
+			return true, ""
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("no replica acquired the lease")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return false, "no replica acquired the lease"
+	})
 	stopped := time.Now()
 	must(t, leader.cmd.Process.Signal(syscall.SIGTERM))
 	time.Sleep(200 * time.Millisecond)
@@ -281,26 +282,28 @@ func (r *replica) readyz() (int, string) {
 }
 
 func (r *replica) waitReady(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		code, body := r.readyz()
+	var code int
+	var body string
+	err := poll.For(timeout, func() (bool, error) {
+		code, body = r.readyz()
 		if r.first == 0 && code != 0 {
 			r.first = code
 		}
 		if code == http.StatusOK {
-			return nil
+			return true, nil
 		}
 		select {
 		case err := <-r.done:
 			r.done <- err
-			return fmt.Errorf("%s exited: %v", r.name, err)
+			return false, fmt.Errorf("%s exited: %v", r.name, err)
 		default:
+			return false, nil
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready after %v: %d\n%s", r.name, timeout, code, body)
-		}
-		time.Sleep(20 * time.Millisecond)
+	})
+	if errors.Is(err, poll.ErrTimeout) {
+		return fmt.Errorf("%s not ready after %v: %d\n%s", r.name, timeout, code, body)
 	}
+	return err
 }
 
 func (r *replica) logged(s string) bool { return strings.Contains(r.out.String(), s) }
@@ -425,21 +428,17 @@ func refused(c client.Client, pc *trackingv1alpha1.PromoCode) error {
 
 func waitOfferReady(t *testing.T, c client.Client, namespace, name string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		var o trackingv1alpha1.Offer
 		if err := c.Get(context.Background(), client.ObjectKey{Namespace: namespace, Name: name}, &o); err == nil {
 			for _, cond := range o.Status.Conditions {
 				if cond.Type == trackingv1alpha1.ConditionReady && cond.Status == metav1.ConditionTrue {
-					return
+					return true, ""
 				}
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Offer %s/%s not Ready: the controllers do not run", namespace, name)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return false, fmt.Sprintf("Offer %s/%s not Ready: the controllers do not run", namespace, name)
+	})
 }
 
 func freePort(t *testing.T) int {

@@ -32,6 +32,7 @@ func main() {
 	step := flag.Duration("step", 5*time.Second, "duration of each fixed-load step")
 	loads := flag.String("loads", "2000,5000,10000,20000", "offered loads (req/s) for the latency table")
 	codes := flag.Int("codes", 100_000, "codes in the tracker's table")
+	catalogueCodes := flag.Int("catalogue", 1_000_000, "codes of the kubectl promo import run, in sets of 5,000 over 20 offers (0: skip)")
 	propagation := flag.Bool("propagation", true, "measure kubectl apply -> servable through the whole stack")
 	scaleList := flag.String("scales", "1000,100000", "existing PromoCodes for the propagation runs")
 	out := flag.String("out", "docs/benchmarks.md", "report path, relative to root (or absolute)")
@@ -42,10 +43,15 @@ func main() {
 	satConns := flag.String("saturation-conns", "256,1024", "connection counts of the maximum-throughput steps (100k req/s offered); each server's maximum is its best")
 	sweep := flag.String("sweep-conns", "16,64,256,512", "connection counts tried at -sweep-rate for the ceiling and the tracker (empty: skip)")
 	flag.IntVar(&sweepRate, "sweep-rate", sweepRate, "offered req/s of the connection sweep")
+	flag.IntVar(&webhookRate, "webhook-rate", webhookRate, "shop webhook deliveries per second offered to the tracker, beside postbacks at the same rate (0: skip)")
+	flag.IntVar(&webhookConns, "webhook-conns", webhookConns, "keep-alive connections of the webhook step")
 	flag.IntVar(&compareWriters, "compare-writers", 4, "also run the tracker with --writers=N, for comparison with the default (0: skip)")
+	statusList := flag.String("status-rates", "250,500,1000", "offered status changes/s of the status-change steps (empty: skip)")
+	flag.StringVar(&beforeRef, "before-ref", "", "also run the tracker built from this git ref (e.g. main) on its own database, before the tracker under test")
 	flag.StringVar(&trackerArgs, "tracker-args", "", "extra flags for the tracker under test, space-separated (experiments)")
 	flag.Parse()
 	scales = parseLoads(*scaleList)
+	statusRates = parseLoads(*statusList)
 	sweepConns = parseLoads(*sweep)
 	saturationConns = parseLoads(*satConns)
 	abs, err := filepath.Abs(*root)
@@ -57,6 +63,9 @@ func main() {
 	}
 	if *lookup {
 		must(runLookup(ctx, r))
+	}
+	if *catalogueCodes > 0 {
+		must(runCatalogue(ctx, r, *catalogueCodes))
 	}
 	if *propagation {
 		must(runPropagation(ctx, r))

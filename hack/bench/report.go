@@ -5,6 +5,7 @@ import (
 	"image/color"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,6 +24,9 @@ type report struct {
 	Targets     []target
 	Lookup      []benchLine
 	Propagation []propagation
+	Catalogue   []catalogue
+	// WebhookBytes is the size of the Shopify order delivered by the webhook step.
+	WebhookBytes int
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
@@ -62,6 +66,20 @@ func (r *report) write(path string) error {
 				w("| %s | %d | %.0f | %d | %d | %s | %s | %s | %s | %s |\n", t.Name, s.Offered, completed(s), s.OK, s.Non200, ms(s.P50), ms(s.P99), ms(s.P999), ms(s.Max), cpu(t.CPU[fmt.Sprintf("load%d", s.Offered)]))
 			}
 		}
+		for _, t := range r.Targets {
+			if len(t.Webhooks) == 0 {
+				continue
+			}
+			w("\n### Shop webhooks at %d deliveries/s (%d connections)\n\n", webhookRate, webhookConns)
+			w("Shopify `orders/create` deliveries to `/integrations/shopify/%s` (docs/integrations.md): the %d-byte order of tracker/testdata/shopify/orders_create.json, ", benchStorefront, r.WebhookBytes)
+			w("each with its own order id and one code of the storefront's 10 offers, signed with HMAC-SHA256 before the run; a 200 is sent after the conversion's commit, and the durability check below counts the deliveries whose summary lists it. ")
+			w("Beside it, %s: postbacks and pixels at the same rate over as many connections, in the same run.\n\n", t.Name)
+			w("| traffic | offered /s | achieved /s | 200 | non-200 | errors | p50 | p99 | p99.9 | max | CPU loadgen / server / PG |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+			for _, s := range t.Webhooks {
+				res := s.Result
+				w("| %s | %d | %.0f | %d | %d | %d | %s | %s | %s | %s | %s |\n", s.Traffic, res.Offered, completed(res), res.OK, res.Non200, res.Errors, ms(res.P50), ms(res.P99), ms(res.P999), ms(res.Max), cpu(t.CPU[s.Tag]))
+			}
+		}
 		if r.hasSweep() {
 			w("\n### Connections at %d req/s\n\nThe same offered load over fewer or more keep-alive connections. In a cluster the count is set by who calls the tracker: an ingress or load balancer keeps a bounded pool of upstream connections per pod; browsers and advertisers' servers without one open their own.\n\n", sweepRate)
 			w("| server | connections | achieved req/s | p50 | p99 | p99.9 | max | CPU loadgen / server / PG |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -70,6 +88,17 @@ func (r *report) write(path string) error {
 					res := s.Result
 					w("| %s | %d | %.0f | %s | %s | %s | %s | %s |\n", t.Name, s.Conns, completed(res), ms(res.P50), ms(res.P99), ms(res.P999), ms(res.Max), cpu(t.CPU[sweepTag(s.Conns)]))
 				}
+			}
+		}
+		for _, t := range r.Targets {
+			if len(t.StatusSteps) == 0 {
+				continue
+			}
+			w("\n### Status changes (%s)\n\nPostbacks with `conv_status=approved` for orders recorded `pending` just before (seeded at the same rate), each an applied change (SPEC §3): one transaction per change — lock the conversion, update it, insert its history row, commit (one fsync, shared by the changes committing at once). Open-loop, 256 connections.\n\n", t.Name)
+			w("| offered changes/s | achieved req/s | applied (status_changed) | history rows | p50 | p99 | p99.9 | max | CPU loadgen / server / PG |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+			for _, st := range t.StatusSteps {
+				s := st.Result
+				w("| %d | %.0f | %d | %d | %s | %s | %s | %s | %s |\n", s.Offered, completed(s), st.Applied, st.History, ms(s.P50), ms(s.P99), ms(s.P999), ms(s.Max), cpu(t.CPU[fmt.Sprintf("status%d", s.Offered)]))
 			}
 		}
 		w("\n### Durability check\n\nAfter each writer's run (the server is stopped with SIGTERM first, so its queue drains), the acknowledged order ids are compared with the rows in PostgreSQL.\n\n| server | acknowledged (200, approved) | rows | acknowledged but missing |\n|---|---:|---:|---:|\n")
@@ -95,6 +124,30 @@ func (r *report) write(path string) error {
 		for _, p := range r.Propagation {
 			w("| %d | %s | %s | %s | %s | %s | %s | %s | %.0f MiB | %.1f%% | %.1f MiB | %d B |\n", p.Existing, p.CreateAllTook.Round(time.Millisecond), p.AllReadyTook.Round(time.Millisecond),
 				ms(p.P50), ms(p.P99), ms(p.Max), ms(p.CreateP50), ms(p.CreateP99), p.ManagerRSSMiB, p.IdleCPU, float64(p.SnapshotBytes)/(1<<20), p.DeltaBytes)
+		}
+	}
+	if len(r.Catalogue) > 0 {
+		w("\n## A catalogue of PromoCodeSets (kubectl promo import)\n\n")
+		w("The whole local stack as above. One CSV per offer (`code,affiliate_id`), imported with the real `bin/kubectl-promo import FILE --offer NAME` one after another; servable = the tracker's `promo_tracker_table_codes` holds every code (then 200 random codes are probed over HTTP). The baseline is the 100k-PromoCode row of the table above, from the same run.\n\n")
+		w("| codes | sets | offers | validate one file (dry run) | import (all files) | until every code servable | until every set reconciled | manager RSS | kube-apiserver RSS | etcd RSS | etcd db | tracker heap per code | tracker RSS per code | full snapshot | resync (fetch, decode, build) | one-entry edit→servable p50 | p99 | max |\n")
+		w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, c := range r.Catalogue {
+			w("| %d | %d | %d | %s | %s | %s | %s | %.0f MiB | %.0f MiB | %.0f MiB | %.0f MiB | %.0f B | %.0f B | %.1f MiB | %s | %s | %s | %s |\n", c.Codes, c.Sets, c.Offers,
+				c.ValidateTook.Round(time.Millisecond), c.ImportTook.Round(time.Millisecond), c.ServableTook.Round(time.Millisecond), c.SetsReadyTook.Round(time.Millisecond),
+				c.ManagerRSSMiB, c.APIServerRSSMiB, c.EtcdRSSMiB, c.EtcdDBMiB, c.TrackerHeapPerCode, c.TrackerRSSPerCode, float64(c.SnapshotBytes)/(1<<20),
+				c.ResyncTook.Round(time.Millisecond), ms(c.EditP50), ms(c.EditP99), ms(c.EditMax))
+		}
+		for _, c := range r.Catalogue {
+			names := make([]string, 0, len(c.CPUSeconds))
+			for n := range c.CPUSeconds {
+				names = append(names, n)
+			}
+			slices.Sort(names)
+			var parts []string
+			for _, n := range names {
+				parts = append(parts, fmt.Sprintf("%s %.0f s", n, c.CPUSeconds[n]))
+			}
+			w("\nCPU from the first import until every code was servable (%d codes; wall %s on 2 cores): %s — what bounds the import.\n", c.Codes, c.ServableTook.Round(time.Second), strings.Join(parts, ", "))
 		}
 	}
 	if extra, err := os.ReadFile(filepath.Join(filepath.Dir(path), "benchmarks-notes.md")); err == nil {

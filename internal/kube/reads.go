@@ -19,7 +19,7 @@ import (
 const (
 	// IndexFoldedCode indexes PromoCodes by routing.Fold(spec.code).
 	IndexFoldedCode = "spec.code.folded"
-	// IndexOfferRef indexes PromoCodes by "namespace/offerRef.name".
+	// IndexOfferRef indexes PromoCodes and PromoCodeSets by "namespace/offerRef.name".
 	IndexOfferRef = "spec.offerRef.namespaced"
 	// IndexOfferID indexes Offers by spec.id.
 	IndexOfferID = "spec.id"
@@ -39,6 +39,12 @@ func SetupIndexes(ctx context.Context, idx client.FieldIndexer) error {
 		}},
 		{&trackingv1alpha1.PromoCode{}, IndexOfferRef, func(o client.Object) []string {
 			return []string{OfferKeyOf(o.(*trackingv1alpha1.PromoCode)).String()}
+		}},
+		{&trackingv1alpha1.PromoCodeSet{}, IndexSetFoldedCode, func(o client.Object) []string {
+			return FoldedCodes(o.(*trackingv1alpha1.PromoCodeSet))
+		}},
+		{&trackingv1alpha1.PromoCodeSet{}, IndexOfferRef, func(o client.Object) []string {
+			return []string{SetOfferKey(o.(*trackingv1alpha1.PromoCodeSet)).String()}
 		}},
 		{&trackingv1alpha1.Offer{}, IndexOfferID, func(o client.Object) []string {
 			return []string{strconv.FormatInt(o.(*trackingv1alpha1.Offer).Spec.ID, 10)}

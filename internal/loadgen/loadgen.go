@@ -28,9 +28,23 @@ type Config struct {
 	Workers  int           // concurrent connections
 	// URL returns the URL of request i.
 	URL func(i int) string
+	// Request, when set, gives request i's method, headers and body; URL(i)
+	// is still its URI. Unset: a GET without a body. Build requests before the
+	// run: the generator shares the cores with the server under test.
+	Request func(i int) *Request
 	// OnReply, when set, sees every reply (status, X-Promo-Status header, body).
 	OnReply func(i int, status int, promoStatus string, body []byte)
 }
+
+// Request is a request other than a plain GET (a signed webhook delivery, say).
+type Request struct {
+	Method string
+	Header []Header
+	Body   []byte
+}
+
+// Header is one request header.
+type Header struct{ Key, Value string }
 
 // Result summarizes a run.
 type Result struct {
@@ -95,6 +109,14 @@ func Run(ctx context.Context, cfg Config) Result {
 			var key []byte
 			for i := range due {
 				req.SetRequestURI(cfg.URL(i))
+				if cfg.Request != nil {
+					r := cfg.Request(i)
+					req.Header.SetMethod(r.Method)
+					for _, h := range r.Header {
+						req.Header.Set(h.Key, h.Value)
+					}
+					req.SetBodyRaw(r.Body)
+				}
 				err := hc.Do(req, resp)
 				latencies[i] = time.Since(dueAt(i))
 				if err != nil {

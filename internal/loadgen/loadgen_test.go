@@ -107,3 +107,29 @@ func TestRunCountsTransportErrors(t *testing.T) {
 		t.Fatalf("errors %d ok %d, want 100 and 0", res.Errors, res.OK)
 	}
 }
+
+func TestRunSendsRequestsWithBodies(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]string{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b := make([]byte, 64)
+		n, _ := r.Body.Read(b)
+		mu.Lock()
+		seen[r.URL.Query().Get("i")] = r.Method + " " + r.Header.Get("X-Sig") + " " + string(b[:n])
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	res := Run(context.Background(), Config{Rate: 1000, Duration: 200 * time.Millisecond, Workers: 4,
+		URL: func(i int) string { return srv.URL + "/hook?i=" + strconv.Itoa(i) },
+		Request: func(i int) *Request {
+			return &Request{Method: http.MethodPost, Header: []Header{{"X-Sig", "s" + strconv.Itoa(i)}}, Body: []byte("body" + strconv.Itoa(i))}
+		}})
+	if res.Sent != 200 || res.OK != 200 {
+		t.Fatalf("sent %d ok %d, want 200/200", res.Sent, res.OK)
+	}
+	for i := range 200 {
+		if got, want := seen[strconv.Itoa(i)], fmt.Sprintf("POST s%d body%d", i, i); got != want {
+			t.Fatalf("request %d: %q, want %q", i, got, want)
+		}
+	}
+}

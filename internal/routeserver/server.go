@@ -1,6 +1,6 @@
 // Package routeserver is the manager side of the routing-table sync
 // (SPEC §5, docs/sync.md). On every manager replica it watches Offers,
-// PromoCodes and token Secrets in the manager's cache, recompiles only what
+// PromoCodes, PromoCodeSets and token Secrets in the manager's cache, recompiles only what
 // an event touched (one folded code's group, the Offers sharing an id) — at
 // once, or once per interval during a burst — and streams the table to
 // trackers: a snapshot, then deltas, with heartbeats, over HTTP with a bearer
@@ -58,6 +58,7 @@ type Server struct {
 	counter uint64
 	clients map[chan []byte]bool // true: the client may receive storefront secrets
 	dirty   dirtySet
+	sets    setState // per-PromoCodeSet signatures, see sets.go
 	kick    chan struct{}
 	metrics *metrics
 
@@ -193,6 +194,11 @@ func (s *Server) build(ctx context.Context) error {
 	for i := range codes.Items {
 		claims[i] = kube.Claim(&codes.Items[i])
 	}
+	entries, err := s.setClaims(ctx)
+	if err != nil {
+		return err
+	}
+	claims = append(claims, entries...)
 	storefronts, err := s.buildStorefronts(ctx)
 	if err != nil {
 		return err
@@ -218,6 +224,9 @@ func (s *Server) watch(ctx context.Context) error {
 	}
 	secretInf, err := s.Cache.GetInformer(ctx, &corev1.Secret{})
 	if err != nil {
+		return err
+	}
+	if err := s.watchSets(ctx); err != nil {
 		return err
 	}
 	onCode := func(obj any) {
@@ -386,12 +395,18 @@ func (s *Server) flush(ctx context.Context) (published bool, err error) {
 func (s *Server) compile(ctx context.Context, d dirtySet) (routing.Delta, error) {
 	var delta routing.Delta
 	res := kube.Resolver{Reader: s.Cache}
-	for folded := range d.codes {
-		group, err := res.CodeGroup(ctx, folded)
-		if err != nil {
-			return delta, err
-		}
-		delta.Codes = append(delta.Codes, routing.CompileGroup(folded, kube.Claims(group)))
+	// PromoCodes and PromoCodeSet entries; each set read once for all its
+	// dirty codes.
+	folded := make([]string, 0, len(d.codes))
+	for f := range d.codes {
+		folded = append(folded, f)
+	}
+	groups, err := res.ClaimsOn(ctx, folded)
+	if err != nil {
+		return delta, err
+	}
+	for _, f := range folded {
+		delta.Codes = append(delta.Codes, routing.CompileGroup(f, groups[f]))
 	}
 	upserted := map[string]bool{}
 	var losers []string

@@ -29,6 +29,7 @@ import (
 	"promocodes.dev/promo-operator/internal/kube"
 	"promocodes.dev/promo-operator/internal/routing"
 	"promocodes.dev/promo-operator/internal/testutil/fixtures"
+	"promocodes.dev/promo-operator/internal/testutil/poll"
 )
 
 var (
@@ -126,30 +127,12 @@ func newStream(resp *http.Response) *stream {
 	return s
 }
 
-// eventually polls cond every interval until it reports done, and fails the
-// test with cond's last description after timeout: the one polling helper of
-// these tests.
-func eventually(t *testing.T, timeout, interval time.Duration, cond func() (done bool, why string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		done, why := cond()
-		if done {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", timeout, why)
-		}
-		time.Sleep(interval)
-	}
-}
-
 func connect(t *testing.T) *stream { return connectTo(t, base) }
 
 func connectTo(t *testing.T, base string) *stream {
 	t.Helper()
 	var s *stream
-	eventually(t, 30*time.Second, 50*time.Millisecond, func() (bool, string) {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		req, _ := http.NewRequest(http.MethodGet, base+"/v1/routes", nil)
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)
@@ -226,7 +209,7 @@ func TestSnapshotThenDeltas(t *testing.T) {
 	// come from separate informers), then open a stream.
 	var s *stream
 	var snap Message
-	eventually(t, 30*time.Second, 100*time.Millisecond, func() (bool, string) {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		s = connect(t)
 		snap = s.next(t)
 		if snap.Type == "snapshot" && routes(routing.NewTable(*snap.Snapshot), "PROMO22") {
@@ -313,7 +296,7 @@ func snapshotWith(t *testing.T, base, folded string) (*stream, *routing.Table) {
 	t.Helper()
 	var s *stream
 	var tb *routing.Table
-	eventually(t, 30*time.Second, 100*time.Millisecond, func() (bool, string) {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		s = connectTo(t, base)
 		if m := s.next(t); m.Type == "snapshot" && routes(routing.NewTable(*m.Snapshot), folded) {
 			tb = routing.NewTable(*m.Snapshot)

@@ -31,6 +31,7 @@ import (
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
 	"promocodes.dev/promo-operator/internal/routing"
+	"promocodes.dev/promo-operator/internal/testutil/poll"
 )
 
 var (
@@ -211,7 +212,7 @@ func TestStorefrontSecretsOnlyToLoopbackOrTLS(t *testing.T) {
 		}
 		return false
 	}
-	eventually(t, 30*time.Second, 50*time.Millisecond, func() (bool, string) {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		return has(snapshotFrom("127.0.0.1:40000")), "a loopback client never saw the storefront"
 	})
 	if !has(snapshotFrom("[::1]:40000")) {
@@ -269,7 +270,7 @@ func TestTLSRoutes(t *testing.T) {
 		req.Header.Set("Authorization", "Bearer "+token)
 		return c.Do(req)
 	}
-	eventually(t, 30*time.Second, 50*time.Millisecond, func() (bool, string) {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		resp, err := get(hc, "https://"+addr+"/v1/snapshot")
 		if err != nil {
 			return false, err.Error()

@@ -34,18 +34,53 @@ func (a Rank) Compare(b Rank) int {
 		cmp.Compare(a.Position, b.Position))
 }
 
-// Claim is one object's claim on a promo code, whatever kind declares it
-// (a PromoCode today; an entry of a set tomorrow). Adapters build claims.
+// Claim is one object's claim on a promo code, whatever kind declares it (a
+// PromoCode, an entry of a PromoCodeSet). Adapters build claims. Several
+// claims may share a Ref (the entries of one set); they differ by
+// Rank.Position.
 type Claim struct {
-	Folded      string // Fold(Code)
-	Code        string // as written
-	Ref         Ref    // the claiming object
+	Folded string // Fold(Code)
+	Code   string // as written
+	Ref    Ref    // the claiming object
+	// Kind names the claiming object's kind in messages ("PromoCode" when
+	// empty) and breaks a tie between objects of different kinds with the
+	// same creation instant and namespace/name.
+	Kind string
+	// Route is the ref the table's entry carries to trackers, the
+	// conversions' promo_code_ref; empty means Ref.String().
+	Route       string
 	OfferRef    Ref
 	AffiliateID int64
 	Rank        Rank
 	Start, End  time.Time // zero: unbounded
 	Description string
 }
+
+// KindPromoCode is the kind of a claim that names none.
+const KindPromoCode = "PromoCode"
+
+// KindOf returns the claim's kind, KindPromoCode when it names none.
+func (c *Claim) KindOf() string {
+	if c.Kind == "" {
+		return KindPromoCode
+	}
+	return c.Kind
+}
+
+// RouteRef returns the ref conversions record for the claim (Route, else
+// namespace/name).
+func (c *Claim) RouteRef() string {
+	if c.Route == "" {
+		return c.Ref.String()
+	}
+	return c.Route
+}
+
+// name is how messages name the claiming object: "PromoCode shop/x".
+func (c *Claim) name() string { return c.KindOf() + " " + c.Ref.String() }
+
+// sameObject reports whether two claims come from one object.
+func (c *Claim) sameObject(o *Claim) bool { return c.Ref == o.Ref && c.KindOf() == o.KindOf() }
 
 // Money is an amount as declared: exactly one of Fixed or Percent.
 type Money struct {
@@ -138,9 +173,15 @@ type CodeVerdict struct {
 	Holder   Ref
 }
 
-// SortClaims sorts claims oldest first, the order of SPEC §2 rule 4.
+// SortClaims sorts claims oldest first, the order of SPEC §2 rule 4 (Rank;
+// objects of different kinds with equal ranks by kind name, so a PromoCode
+// before a PromoCodeSet of the same namespace/name created in the same second).
 func SortClaims(claims []*Claim) {
-	slices.SortFunc(claims, func(a, b *Claim) int { return a.Rank.Compare(b.Rank) })
+	slices.SortStableFunc(claims, compareClaims)
+}
+
+func compareClaims(a, b *Claim) int {
+	return cmp.Or(a.Rank.Compare(b.Rank), cmp.Compare(a.KindOf(), b.KindOf()))
 }
 
 // resolved is an Offer that went through id resolution: its verdict and, when
@@ -200,31 +241,50 @@ func WithToken(v OfferVerdict, o *OfferSpec, tokenFound bool) OfferVerdict {
 }
 
 // ResolveCodes applies SPEC §2 rule 4 to claims that share one folded code
-// (pass all of them). Oldest first: the first fixes the owning affiliate; a
-// later one of another affiliate is CodeOwnedByAnotherAffiliate; a later one
-// on an Offer already holding the code is DuplicateCode.
+// (pass all of them), keyed by Ref: for claims of one object each (PromoCodes
+// of one kind). Claims that share a Ref (a set's entries) or objects of two
+// kinds with one namespace/name need ResolveGroup.
 func ResolveCodes(claims []*Claim) map[Ref]CodeVerdict {
-	sorted := slices.Clone(claims)
-	SortClaims(sorted)
-	out := make(map[Ref]CodeVerdict, len(sorted))
+	vs := ResolveGroup(claims)
+	out := make(map[Ref]CodeVerdict, len(claims))
+	for i, c := range claims {
+		out[c.Ref] = vs[i]
+	}
+	return out
+}
+
+// ResolveGroup applies SPEC §2 rule 4 to claims that share one folded code
+// (pass all of them) and returns the verdict of each, in the order given.
+// Oldest first: the first fixes the owning affiliate; a later one of another
+// affiliate is CodeOwnedByAnotherAffiliate; a later one on an Offer already
+// holding the code is DuplicateCode. Messages name the holder (kind,
+// namespace/name, affiliate).
+func ResolveGroup(claims []*Claim) []CodeVerdict {
+	order := make([]int, len(claims))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return compareClaims(claims[a], claims[b]) })
+	out := make([]CodeVerdict, len(claims))
 	var owner *Claim
-	holders := make(map[Ref]*Claim, len(sorted))
-	for _, c := range sorted {
+	holders := make(map[Ref]*Claim, len(claims))
+	for _, i := range order {
+		c := claims[i]
 		switch h, onOffer := holders[c.OfferRef]; {
 		case owner != nil && c.AffiliateID != owner.AffiliateID:
-			out[c.Ref] = CodeVerdict{Reason: ReasonCodeOwnedByAnotherAffiliate, Holder: owner.Ref, Message: fmt.Sprintf(
-				"code %q belongs to affiliate %d (PromoCode %s); choose another code",
-				c.Code, owner.AffiliateID, owner.Ref)}
+			out[i] = CodeVerdict{Reason: ReasonCodeOwnedByAnotherAffiliate, Holder: owner.Ref, Message: fmt.Sprintf(
+				"code %q belongs to affiliate %d (%s); choose another code",
+				c.Code, owner.AffiliateID, owner.name())}
 		case onOffer:
-			out[c.Ref] = CodeVerdict{Reason: ReasonDuplicateCode, Holder: h.Ref, Message: fmt.Sprintf(
-				"code %q is already on Offer %s (PromoCode %s, affiliate %d); a code can be used once per offer",
-				c.Code, c.OfferRef.Name, h.Ref, h.AffiliateID)}
+			out[i] = CodeVerdict{Reason: ReasonDuplicateCode, Holder: h.Ref, Message: fmt.Sprintf(
+				"code %q is already on Offer %s (%s, affiliate %d); a code can be used once per offer",
+				c.Code, c.OfferRef.Name, h.name(), h.AffiliateID)}
 		default:
 			if owner == nil {
 				owner = c
 			}
 			holders[c.OfferRef] = c
-			out[c.Ref] = CodeVerdict{Accepted: true, Reason: ReasonCodeAccepted, Message: fmt.Sprintf(
+			out[i] = CodeVerdict{Accepted: true, Reason: ReasonCodeAccepted, Message: fmt.Sprintf(
 				"code %q is held by affiliate %d on Offer %s", c.Code, c.AffiliateID, c.OfferRef.Name)}
 		}
 	}
@@ -234,6 +294,8 @@ func ResolveCodes(claims []*Claim) map[Ref]CodeVerdict {
 // WouldReject asks whether candidate, added to the claims that already share
 // its folded code, would lose the resolution — the admission webhook's
 // question. A candidate without a creation time is taken as created now.
+// Claims of the candidate's own object (same kind and Ref) are left out:
+// they are the object's previous version.
 func WouldReject(existing []*Claim, candidate *Claim, now time.Time) (CodeVerdict, bool) {
 	c := *candidate
 	if c.Rank.Created.IsZero() {
@@ -241,11 +303,12 @@ func WouldReject(existing []*Claim, candidate *Claim, now time.Time) (CodeVerdic
 	}
 	group := make([]*Claim, 0, len(existing)+1)
 	for _, e := range existing {
-		if e.Ref != c.Ref {
+		if !e.sameObject(&c) {
 			group = append(group, e)
 		}
 	}
-	v := ResolveCodes(append(group, &c))[c.Ref]
+	group = append(group, &c)
+	v := ResolveGroup(group)[len(group)-1]
 	return v, !v.Accepted
 }
 

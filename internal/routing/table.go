@@ -106,10 +106,12 @@ func (o *Offer) CheckToken(token string) bool {
 	return subtle.ConstantTimeCompare(sum[:], o.TokenSHA256) == 1
 }
 
-// Entry is one accepted PromoCode in the table.
+// Entry is one accepted claim (a PromoCode, a PromoCodeSet entry) in the table.
 type Entry struct {
-	Code        string    `json:"code"` // as written in the spec
-	Ref         string    `json:"ref"`  // namespace/name of the PromoCode
+	Code string `json:"code"` // as written in the spec
+	// Ref is what conversions record as promo_code_ref: namespace/name of a
+	// PromoCode, namespace/promocodeset/name for a set's entry (Claim.Route).
+	Ref         string    `json:"ref"`
 	OfferRef    string    `json:"offerRef"`
 	AffiliateID int64     `json:"affiliateID"`
 	Start       time.Time `json:"start,omitzero"` // inclusive; zero: unbounded
@@ -542,16 +544,18 @@ func compileAmount(m Money) (Amount, error) {
 // CompileGroup compiles claims sharing one folded code (pass all of them)
 // into their table group: the accepted ones, oldest first.
 func CompileGroup(folded string, claims []*Claim) CodeGroup {
-	verdicts := ResolveCodes(claims)
-	sorted := slices.Clone(claims)
-	SortClaims(sorted)
-	g := CodeGroup{Folded: folded}
-	for _, c := range sorted {
-		if !verdicts[c.Ref].Accepted {
-			continue
+	verdicts := ResolveGroup(claims)
+	accepted := make([]*Claim, 0, len(claims))
+	for i, c := range claims {
+		if verdicts[i].Accepted {
+			accepted = append(accepted, c)
 		}
+	}
+	SortClaims(accepted)
+	g := CodeGroup{Folded: folded}
+	for _, c := range accepted {
 		g.Entries = append(g.Entries, Entry{
-			Code: c.Code, Ref: c.Ref.String(), OfferRef: c.OfferRef.String(),
+			Code: c.Code, Ref: c.RouteRef(), OfferRef: c.OfferRef.String(),
 			AffiliateID: c.AffiliateID, Start: c.Start.UTC(), End: c.End.UTC(),
 		})
 	}

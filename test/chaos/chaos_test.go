@@ -9,8 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -21,13 +19,9 @@ import (
 
 	"promocodes.dev/promo-operator/internal/devstack"
 	"promocodes.dev/promo-operator/internal/loadgen"
+	"promocodes.dev/promo-operator/internal/testutil/poll"
+	"promocodes.dev/promo-operator/internal/testutil/stacktest"
 )
-
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	root, _ := filepath.Abs(filepath.Join(filepath.Dir(file), "..", ".."))
-	return root
-}
 
 const manifests = `apiVersion: v1
 kind: Namespace
@@ -54,19 +48,7 @@ func TestNoAcknowledgedConversionLost(t *testing.T) {
 		duration = d
 	}
 	ctx := context.Background()
-	root := repoRoot()
-	if err := devstack.Build(ctx, root, nil); err != nil {
-		t.Fatal(err)
-	}
-	s, err := devstack.Start(ctx, devstack.Options{Root: root, Dir: t.TempDir(), Out: os.Stderr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := s.Stop(); err != nil {
-			t.Error(err)
-		}
-	}()
+	s := stacktest.Start(t, ctx, devstack.Options{})
 	if _, err := s.Kubectl(ctx, strings.NewReader(manifests), "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}
@@ -199,12 +181,8 @@ func TestNoAcknowledgedConversionLost(t *testing.T) {
 
 func waitFile(t *testing.T, path, contains string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if b, err := os.ReadFile(path); err == nil && strings.Contains(string(b), contains) {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s never contained %s", path, contains)
+	poll.Until(t, 30*time.Second, func() (bool, string) {
+		b, err := os.ReadFile(path)
+		return err == nil && strings.Contains(string(b), contains), fmt.Sprintf("%s never contained %s", path, contains)
+	})
 }

@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -21,6 +20,8 @@ import (
 
 	"promocodes.dev/promo-operator/internal/devstack"
 	"promocodes.dev/promo-operator/internal/testutil/fixtures"
+	"promocodes.dev/promo-operator/internal/testutil/poll"
+	"promocodes.dev/promo-operator/internal/testutil/stacktest"
 )
 
 var (
@@ -28,18 +29,13 @@ var (
 	db    *pgxpool.Pool
 )
 
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
-
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
 
 func run(m *testing.M) int {
 	ctx := context.Background()
-	root, _ := filepath.Abs(repoRoot())
+	root := stacktest.Root()
 	if err := devstack.Build(ctx, root, nil); err != nil {
 		fmt.Fprintln(os.Stderr, "building:", err)
 		return 1
@@ -125,15 +121,10 @@ func trackerURL() string { return stack.Trackers["tracker"].URL }
 // eventually polls f until it returns "" (success) or the deadline passes.
 func eventually(t *testing.T, what string, f func() string) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	last := ""
-	for time.Now().Before(deadline) {
-		if last = f(); last == "" {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s: %s", what, last)
+	poll.Until(t, time.Minute, func() (bool, string) {
+		last := f()
+		return last == "", what + ": " + last
+	})
 }
 
 func wantReason(t *testing.T, what, reason string, kv ...string) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"promocodes.dev/promo-operator/internal/routing"
+	"promocodes.dev/promo-operator/internal/testutil/poll"
 	"promocodes.dev/promo-operator/tracker"
 )
 
@@ -68,13 +69,7 @@ func (f *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func waitFor(t *testing.T, what string, f func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Until(t, 10*time.Second, func() (bool, string) { return f(), "timed out waiting for " + what })
 }
 
 func lookup(r *tracker.Routes, code string) routing.Outcome {
