@@ -238,6 +238,9 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager, concurrency int) er
 	if err := kube.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
+	if err := kube.SetupStorefrontIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
 	if err := (&controllers.OfferReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("offer-controller"),
 		MaxConcurrentReconciles: concurrency}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Offer controller: %w", err)
