@@ -38,7 +38,9 @@ var _ = Describe("Storefront", func() {
 		}
 	}
 	ready := func(name string) func(g Gomega) metav1.Condition {
-		return func(g Gomega) metav1.Condition { return condition(status(name)(g).Conditions, trackingv1alpha1.ConditionReady) }
+		return func(g Gomega) metav1.Condition {
+			return condition(status(name)(g).Conditions, trackingv1alpha1.ConditionReady)
+		}
 	}
 
 	It("is Ready (Valid) with its Secret and Offers, and the status never shows the secret", func() {
