@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -13,12 +14,46 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
 	"promocodes.dev/promo-operator/internal/routing"
 )
+
+// existingSet is what Apply keeps of a set already in the cluster.
+type existingSet struct {
+	name      string
+	namespace string
+	uid       types.UID
+	equal     bool   // its spec is the planned one
+	removes   bool   // it holds a code the plan does not put in it
+	has       []bool // per planned entry: the set already holds its code
+	kept      int    // how many planned entries it already holds
+}
+
+func summarize(s *trackingv1alpha1.PromoCodeSet, want *trackingv1alpha1.PromoCodeSet) *existingSet {
+	e := &existingSet{name: s.Name, namespace: s.Namespace, uid: s.UID}
+	if want == nil {
+		return e
+	}
+	e.equal = apiequality.Semantic.DeepEqual(s.Spec, want.Spec)
+	idx := make(map[string]int, len(want.Spec.Codes))
+	for i, en := range want.Spec.Codes {
+		idx[routing.Fold(en.Code)] = i
+	}
+	e.has = make([]bool, len(want.Spec.Codes))
+	for _, en := range s.Spec.Codes {
+		if i, ok := idx[routing.Fold(en.Code)]; ok {
+			e.has[i] = true
+			e.kept++
+		} else {
+			e.removes = true
+		}
+	}
+	return e
+}
 
 // setApply is the server-side apply body of a set: exactly the fields the
 // plugin owns (labels, offerRef, codes), no status, no creationTimestamp.
@@ -75,8 +110,8 @@ type Result struct {
 }
 
 func (r Result) String() string {
-	return fmt.Sprintf("%d codes in %d sets: %d created, %d configured, %d unchanged, %d deleted",
-		r.Codes, r.Created+r.Configured+r.Unchanged, r.Created, r.Configured, r.Unchanged, r.Deleted)
+	return fmt.Sprintf("%d codes in %s: %d created, %d configured, %d unchanged, %d deleted",
+		r.Codes, plural(r.Created+r.Configured+r.Unchanged, "set"), r.Created, r.Configured, r.Unchanged, r.Deleted)
 }
 
 // ListImport returns the sets carrying the import label prefix in namespace, by name.
@@ -88,12 +123,13 @@ func ListImport(ctx context.Context, c client.Client, namespace, prefix string) 
 	return out, err
 }
 
-// listSets lists PromoCodeSets page by page (a page of big sets is megabytes).
+// listSets lists PromoCodeSets page by page, 10 sets a page (a set of 5,000
+// entries is up to a megabyte of JSON).
 func listSets(ctx context.Context, c client.Client, each func(*trackingv1alpha1.PromoCodeSet), opts ...client.ListOption) error {
 	cont := ""
 	for {
 		var l trackingv1alpha1.PromoCodeSetList
-		if err := c.List(ctx, &l, append(opts, client.Limit(50), client.Continue(cont))...); err != nil {
+		if err := c.List(ctx, &l, append(opts, client.Limit(10), client.Continue(cont))...); err != nil {
 			return fmt.Errorf("listing PromoCodeSets: %w", err)
 		}
 		for i := range l.Items {
@@ -120,19 +156,27 @@ func (im *Importer) Apply(ctx context.Context, p *Plan) (Result, error) {
 	for _, s := range p.Sets {
 		res.Codes += len(s.Spec.Codes)
 	}
-	existing, err := ListImport(ctx, im.Client, p.Namespace, p.Prefix)
-	if err != nil {
-		return res, err
+	planned := map[string]*trackingv1alpha1.PromoCodeSet{}
+	for _, s := range p.Sets {
+		planned[s.Name] = s
 	}
-	have := map[string]*trackingv1alpha1.PromoCodeSet{}
-	for i := range existing {
-		s := &existing[i]
-		if s.Spec.OfferRef.Name != p.Offer {
-			return res, fmt.Errorf("PromoCodeSet %s/%s of import %q is for offer %q, not %q (offerRef is immutable): "+
+	// The existing sets are read page by page and summarized against the
+	// plan, so a million existing entries are never held at once.
+	have := map[string]*existingSet{}
+	var mismatch error
+	err := listSets(ctx, im.Client, func(s *trackingv1alpha1.PromoCodeSet) {
+		if s.Spec.OfferRef.Name != p.Offer && mismatch == nil {
+			mismatch = fmt.Errorf("PromoCodeSet %s/%s of import %q is for offer %q, not %q (offerRef is immutable): "+
 				"use another --set-prefix, or delete the sets labelled %s=%s first; nothing applied",
 				s.Namespace, s.Name, p.Prefix, s.Spec.OfferRef.Name, p.Offer, ImportLabel, p.Prefix)
 		}
-		have[s.Name] = s
+		have[s.Name] = summarize(s, planned[s.Name])
+	}, client.InNamespace(p.Namespace), client.MatchingLabels{ImportLabel: p.Prefix})
+	if err != nil {
+		return res, err
+	}
+	if mismatch != nil {
+		return res, mismatch
 	}
 	if err := im.checkForeign(ctx, p, have); err != nil {
 		return res, err
@@ -143,57 +187,38 @@ func (im *Importer) Apply(ctx context.Context, p *Plan) (Result, error) {
 		name string
 		do   func(context.Context) error
 	}
-	planned := map[string]*trackingv1alpha1.PromoCodeSet{}
-	for _, s := range p.Sets {
-		planned[s.Name] = s
-	}
 	var phase1 []step
-	recreated := map[string]bool{}
-	touched := map[string]bool{}
-	for _, old := range existing {
-		want, ok := planned[old.Name]
-		if !ok {
-			phase1 = append(phase1, step{old.Name, im.deleteStep(old, false, &res)})
-			continue
-		}
-		wantFolded := map[string]bool{}
-		for _, e := range want.Spec.Codes {
-			wantFolded[routing.Fold(e.Code)] = true
-		}
-		keep := map[string]bool{}
-		removed := false
-		for _, e := range old.Spec.Codes {
-			f := routing.Fold(e.Code)
-			if wantFolded[f] {
-				keep[f] = true
-			} else {
-				removed = true
+	for _, name := range slices.Sorted(maps.Keys(have)) {
+		old := have[name]
+		want, ok := planned[name]
+		switch {
+		case !ok:
+			phase1 = append(phase1, step{name, im.deleteStep(old, false, &res)})
+		case !old.removes:
+		case old.kept == 0:
+			phase1 = append(phase1, step{name, im.deleteStep(old, true, nil)})
+		default:
+			shrunk := want.DeepCopy()
+			shrunk.Spec.Codes = shrunk.Spec.Codes[:0]
+			for i, e := range want.Spec.Codes {
+				if old.has[i] {
+					shrunk.Spec.Codes = append(shrunk.Spec.Codes, e)
+				}
 			}
+			phase1 = append(phase1, step{name, func(ctx context.Context) error { return im.apply(ctx, shrunk) }})
 		}
-		if !removed {
-			continue
-		}
-		touched[old.Name] = true
-		if len(keep) == 0 {
-			recreated[old.Name] = true
-			phase1 = append(phase1, step{old.Name, im.deleteStep(old, true, nil)})
-			continue
-		}
-		shrunk := want.DeepCopy()
-		shrunk.Spec.Codes = slices.DeleteFunc(shrunk.Spec.Codes, func(e trackingv1alpha1.PromoCodeSetEntry) bool { return !keep[routing.Fold(e.Code)] })
-		phase1 = append(phase1, step{old.Name, func(ctx context.Context) error { return im.apply(ctx, shrunk) }})
 	}
 
 	var phase2 []step
 	for _, s := range p.Sets {
 		old, ok := have[s.Name]
-		if ok && !touched[s.Name] && apiequality.Semantic.DeepEqual(old.Spec, s.Spec) && old.Labels[ImportLabel] == p.Prefix {
+		if ok && old.equal {
 			im.record(&res.Unchanged, s.Name, "unchanged")
 			continue
 		}
-		created := !ok || recreated[s.Name]
+		created := !ok || (old.removes && old.kept == 0) // deleted in phase 1
 		phase2 = append(phase2, step{s.Name, func(ctx context.Context) error {
-			if err := im.apply(ctx, s); err != nil {
+			if err := im.applyAfterMoves(ctx, s, len(phase1) > 0); err != nil {
 				return err
 			}
 			if created {
@@ -243,7 +268,7 @@ func (im *Importer) suffix() string {
 
 // checkForeign refuses to take over a set of the planned name that is not
 // part of this import (made by hand, or by another import).
-func (im *Importer) checkForeign(ctx context.Context, p *Plan, have map[string]*trackingv1alpha1.PromoCodeSet) error {
+func (im *Importer) checkForeign(ctx context.Context, p *Plan, have map[string]*existingSet) error {
 	var l metav1.PartialObjectMetadataList
 	l.SetGroupVersionKind(trackingv1alpha1.GroupVersion.WithKind("PromoCodeSetList"))
 	if err := im.Client.List(ctx, &l, client.InNamespace(p.Namespace)); err != nil {
@@ -267,6 +292,36 @@ func (im *Importer) checkForeign(ctx context.Context, p *Plan, have map[string]*
 	return nil
 }
 
+// movedRetry bounds how long phase 2 retries a refusal after phase 1 moved codes.
+var movedRetry = wait.Backoff{Duration: 200 * time.Millisecond, Factor: 1.5, Jitter: 0.2, Steps: 12, Cap: 5 * time.Second}
+
+// applyAfterMoves applies a set; when phase 1 removed codes, a refusal by the
+// admission webhook is retried for about half a minute: the webhook judges
+// from the manager's cache, which may not have seen phase 1's writes yet and
+// still count a moved code in its old set. A refusal that persists (the code
+// is held by another affiliate) is returned.
+func (im *Importer) applyAfterMoves(ctx context.Context, s *trackingv1alpha1.PromoCodeSet, moved bool) error {
+	if !moved {
+		return im.apply(ctx, s)
+	}
+	var last error
+	err := wait.ExponentialBackoffWithContext(ctx, movedRetry, func(ctx context.Context) (bool, error) {
+		last = im.apply(ctx, s)
+		switch {
+		case last == nil:
+			return true, nil
+		case apierrors.IsForbidden(last):
+			return false, nil
+		default:
+			return false, last
+		}
+	})
+	if wait.Interrupted(err) && last != nil {
+		return last
+	}
+	return err
+}
+
 func (im *Importer) apply(ctx context.Context, s *trackingv1alpha1.PromoCodeSet) error {
 	opts := []client.ApplyOption{client.FieldOwner(FieldManager), client.ForceOwnership}
 	if im.DryRunServer {
@@ -277,10 +332,10 @@ func (im *Importer) apply(ctx context.Context, s *trackingv1alpha1.PromoCodeSet)
 
 // deleteStep deletes a set (guarded by its UID). When wait is set it returns
 // once the set is gone, so phase 2 can create it again.
-func (im *Importer) deleteStep(s trackingv1alpha1.PromoCodeSet, waitGone bool, res *Result) func(context.Context) error {
+func (im *Importer) deleteStep(s *existingSet, waitGone bool, res *Result) func(context.Context) error {
 	return func(ctx context.Context) error {
-		obj := &trackingv1alpha1.PromoCodeSet{ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace}}
-		opts := []client.DeleteOption{client.Preconditions{UID: &s.UID}}
+		obj := &trackingv1alpha1.PromoCodeSet{ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace}}
+		opts := []client.DeleteOption{client.Preconditions{UID: &s.uid}}
 		if im.DryRunServer {
 			opts = append(opts, client.DryRunAll)
 		}
@@ -288,7 +343,7 @@ func (im *Importer) deleteStep(s trackingv1alpha1.PromoCodeSet, waitGone bool, r
 			return err
 		}
 		if res != nil {
-			im.record(&res.Deleted, s.Name, "deleted")
+			im.record(&res.Deleted, s.name, "deleted")
 		}
 		if !waitGone || im.DryRunServer {
 			return nil
@@ -301,4 +356,11 @@ func (im *Importer) deleteStep(s trackingv1alpha1.PromoCodeSet, waitGone bool, r
 			return false, client.IgnoreNotFound(err)
 		})
 	}
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -197,6 +198,7 @@ func PrintPlan(w io.Writer, plan *Plan, output string) error {
 
 func newImportCommand(e *env) *cobra.Command {
 	a := &applyFlags{}
+	var noPreflight bool
 	cmd := &cobra.Command{
 		Use:   "import FILE.csv --offer NAME [-n NS] [--set-prefix P] [--dry-run=client -o yaml]",
 		Short: "Import a CSV of codes as PromoCodeSets of one Offer (server-side apply, idempotent)",
@@ -242,12 +244,28 @@ from its set, sets no longer needed are deleted. "-" reads standard input.`,
 			}
 			plan := BuildPlan(parsed.Rows, ns, a.offer, prefix)
 			if a.dryRun != "client" {
-				fmt.Fprintf(e.streams.ErrOut, "validated %d codes in %s: %d set(s)\n", len(parsed.Rows), time.Since(start).Round(time.Millisecond), len(plan.Sets))
+				fmt.Fprintf(e.streams.ErrOut, "validated %d codes in %s: %s\n", len(parsed.Rows), time.Since(start).Round(time.Microsecond), plural(len(plan.Sets), "set"))
+			}
+			if a.dryRun != "client" && !noPreflight {
+				c, err := e.client()
+				if err != nil {
+					return err
+				}
+				start := time.Now()
+				switch err := Preflight(cmd.Context(), c, name, parsed, plan); {
+				case errors.Is(err, ErrPreflightForbidden):
+					fmt.Fprintf(e.streams.ErrOut, "warning: no preflight check against the cluster's codes (%v); the webhook still judges every set\n", err)
+				case err != nil:
+					return err
+				default:
+					fmt.Fprintf(e.streams.ErrOut, "checked against every code in the cluster in %s\n", time.Since(start).Round(time.Millisecond))
+				}
 			}
 			return e.run(cmd.Context(), a, plan)
 		},
 	}
 	a.add(cmd, "set names start with this prefix, and the import label carries it (default: the offer's name)")
+	cmd.Flags().BoolVar(&noPreflight, "no-preflight", false, "skip checking the file's codes against every code in the cluster before writing")
 	return cmd
 }
 

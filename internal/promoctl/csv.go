@@ -99,6 +99,8 @@ type ParseOptions struct {
 // Parsed is a validated import file.
 type Parsed struct {
 	Rows []Row
+	// CodeColumn is the code column's number (1-based).
+	CodeColumn int
 	// SkippedPromoCodes counts lines of kind PromoCode (from an export): they are
 	// objects of their own and are not turned into set entries.
 	SkippedPromoCodes int
@@ -156,7 +158,7 @@ func ParseCSV(name string, r io.Reader, opt ParseOptions) (*Parsed, error) {
 	}
 	idx := func(c string) int { return cols[c] - 1 } // -1: absent
 
-	out := &Parsed{}
+	out := &Parsed{CodeColumn: cols[colCode]}
 	seen := map[string]int32{} // folded code -> index in out.Rows
 	for {
 		rec, err := cr.Read()

@@ -101,7 +101,7 @@ func mustRun(t *testing.T, stdin string, args ...string) result {
 	return r
 }
 
-func newNamespace(t *testing.T) string {
+func newNamespace(t testing.TB) string {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "promo-"}}
 	if err := k8sClient.Create(context.Background(), ns); err != nil {
@@ -121,7 +121,7 @@ func writeFile(t *testing.T, name, content string) string {
 }
 
 // sets returns the namespace's PromoCodeSets by name.
-func sets(t *testing.T, ns string) map[string]*trackingv1alpha1.PromoCodeSet {
+func sets(t testing.TB, ns string) map[string]*trackingv1alpha1.PromoCodeSet {
 	t.Helper()
 	var l trackingv1alpha1.PromoCodeSetList
 	if err := k8sClient.List(context.Background(), &l, client.InNamespace(ns)); err != nil {

@@ -91,32 +91,33 @@ func (e *Exporter) Export(ctx context.Context, w io.Writer) (int, error) {
 		}
 	}
 
-	var sets []*trackingv1alpha1.PromoCodeSet
+	// Sets stream page by page, in the order the API server lists them
+	// (namespace, name): a million entries are never held at once.
+	var werr error
 	err := listSets(ctx, e.Client, func(s *trackingv1alpha1.PromoCodeSet) {
-		if e.Offer == "" || s.Spec.OfferRef.Name == e.Offer {
-			sets = append(sets, s)
+		if werr != nil || (e.Offer != "" && s.Spec.OfferRef.Name != e.Offer) {
+			return
 		}
-	}, ns...)
-	if err != nil {
-		return n, err
-	}
-	slices.SortFunc(sets, func(a, b *trackingv1alpha1.PromoCodeSet) int {
-		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
-	})
-	for _, s := range sets {
 		offer := routing.Ref{Namespace: s.Namespace, Name: s.Spec.OfferRef.Name}
 		rejected := map[string]bool{}
 		for _, r := range s.Status.RejectedCodes {
 			rejected[routing.Fold(r.Code)] = true
 		}
-		for _, en := range s.Spec.Codes {
-			c := EntryClaim(s, &en)
+		for i := range s.Spec.Codes {
+			en := &s.Spec.Codes[i]
+			c := EntryClaim(s, en)
 			c.OfferRef = offer
 			v := routing.CodeVerdict{Accepted: !rejected[routing.Fold(en.Code)]}
-			if err := write(c, routing.StatusOf(c, v, offerState[offer], now).State, "PromoCodeSet"); err != nil {
-				return n, err
+			if werr = write(c, routing.StatusOf(c, v, offerState[offer], now).State, "PromoCodeSet"); werr != nil {
+				return
 			}
 		}
+	}, ns...)
+	if err != nil {
+		return n, err
+	}
+	if werr != nil {
+		return n, werr
 	}
 	cw.Flush()
 	return n, cw.Error()

@@ -2,6 +2,7 @@ package promoctl_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
 	"promocodes.dev/promo-operator/internal/promoctl"
+	"promocodes.dev/promo-operator/internal/testutil/fixtures"
 )
 
 const smallCSV = `code,affiliate_id,start_date,end_date,description
@@ -240,5 +242,81 @@ func TestImportLongDescriptionsFitTheObjectSizeLimit(t *testing.T) {
 	got := sets(t, ns)
 	if n := len(codesOf(got)); n != 5000 || len(got) < 2 {
 		t.Fatalf("%d codes in %d sets", n, len(got))
+	}
+}
+
+// Before writing, the file's codes are checked against every code in the
+// cluster: another affiliate's code, or the same affiliate's code already on
+// the offer, is an error naming the line; rejected claims hold nothing.
+func TestPreflightChecksTheClusterFirst(t *testing.T) {
+	ctx := context.Background()
+	nsA, nsB := newNamespace(t), newNamespace(t)
+	held := fixtures.PromoCode(nsA, "held", "HELD1", "o", 7)
+	if err := k8sClient.Create(ctx, held); err != nil {
+		t.Fatal(err)
+	}
+	lost := fixtures.PromoCode(nsA, "lost", "LOST1", "o", 8)
+	if err := k8sClient.Create(ctx, lost); err != nil {
+		t.Fatal(err)
+	}
+	lost.Status.State = trackingv1alpha1.StateRejected
+	if err := k8sClient.Status().Update(ctx, lost); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "code,affiliate_id\nINSET1,9\n", "import", "-", "--offer", "other", "--set-prefix", "theirs", "-n", nsB)
+
+	r := kubectlPromo(t, "affiliate_id,code\n42,OK1\n42,held1\n42,inset1\n", "import", "-", "--offer", "o", "-n", nsB)
+	if r.err == nil {
+		t.Fatalf("codes of other affiliates imported: %s", r.out)
+	}
+	for _, want := range []string{
+		"line 3, column 2 (code): code held1 belongs to affiliate 7 (PromoCode " + nsA + "/held)",
+		"line 4, column 2 (code): code inset1 belongs to affiliate 9 (PromoCodeSet " + nsB + "/theirs-0000)",
+	} {
+		if !strings.Contains(r.err.Error(), want) {
+			t.Errorf("error does not contain %q:\n%v", want, r.err)
+		}
+	}
+	if s := sets(t, nsB); len(s) != 1 {
+		t.Errorf("a refused import applied sets: %d sets", len(s))
+	}
+	r = kubectlPromo(t, "code,affiliate_id\nHELD1,7\n", "import", "-", "--offer", "o", "-n", nsA)
+	if r.err == nil || !strings.Contains(r.err.Error(), "code HELD1 is already on offer o (PromoCode "+nsA+"/held, affiliate 7)") {
+		t.Errorf("the same code twice on one offer: %v", r.err)
+	}
+	// The same affiliate on another offer (the reuse rule), and a code whose
+	// only claim is rejected, are fine.
+	mustRun(t, "code,affiliate_id\nHELD1,7\nLOST1,42\n", "import", "-", "--offer", "o2", "-n", nsA)
+}
+
+func TestDryRunServerStoresNothing(t *testing.T) {
+	ns := newNamespace(t)
+	r := mustRun(t, smallCSV, "import", "-", "--offer", "o", "-n", ns, "--dry-run=server")
+	if !strings.Contains(r.out, "promocodeset.tracking.promocodes.dev/o-0000 created (server dry run)") {
+		t.Errorf("stdout %q", r.out)
+	}
+	if got := sets(t, ns); len(got) != 0 {
+		t.Errorf("--dry-run=server stored %d sets", len(got))
+	}
+	if r := kubectlPromo(t, smallCSV, "import", "-", "--offer", "o", "-n", ns, "-o", "yaml"); r.err == nil || !strings.Contains(r.err.Error(), "needs --dry-run=client") {
+		t.Errorf("-o yaml without --dry-run=client: %v", r.err)
+	}
+}
+
+// The progress bar (drawn when stderr is a terminal) counts the sets written.
+func TestProgressCountsSets(t *testing.T) {
+	ns := newNamespace(t)
+	p, err := promoctl.ParseCSV("f", strings.NewReader(csvOf("PG", 5001)), promoctl.ParseOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bar bytes.Buffer
+	im := &promoctl.Importer{Client: k8sClient, Out: io.Discard, Progress: &bar, Workers: 2}
+	if _, err := im.Apply(context.Background(), promoctl.BuildPlan(p.Rows, ns, "o", "o")); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(bar.String(), "\rapplying sets [===============               ] 1/2") ||
+		!strings.HasSuffix(bar.String(), "\rapplying sets [==============================] 2/2\n") {
+		t.Errorf("progress %q", bar.String())
 	}
 }

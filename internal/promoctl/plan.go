@@ -115,6 +115,9 @@ func BuildPlan(rows []Row, namespace, offer, prefix string) *Plan {
 		n *= 2
 	}
 	p := &Plan{Namespace: namespace, Offer: offer, Prefix: prefix, Buckets: n}
+	// Catalogues share dates: one *metav1.Time per distinct instant (entries
+	// are never modified in place; copies are deep).
+	times := map[int64]*metav1.Time{}
 	for b, idx := range buckets {
 		if len(idx) == 0 {
 			continue
@@ -123,7 +126,7 @@ func BuildPlan(rows []Row, namespace, offer, prefix string) *Plan {
 		set := newSet(namespace, SetName(prefix, b, n), offer, prefix)
 		set.Spec.Codes = make([]trackingv1alpha1.PromoCodeSetEntry, len(idx))
 		for j, i := range idx {
-			set.Spec.Codes[j] = entryOf(&rows[i])
+			set.Spec.Codes[j] = entryOf(&rows[i], times)
 		}
 		p.Sets = append(p.Sets, set)
 	}
@@ -147,15 +150,22 @@ func newSet(namespace, name, offer, prefix string) *trackingv1alpha1.PromoCodeSe
 	}
 }
 
-func entryOf(r *Row) trackingv1alpha1.PromoCodeSetEntry {
+func entryOf(r *Row, times map[int64]*metav1.Time) trackingv1alpha1.PromoCodeSetEntry {
+	at := func(sec int64) *metav1.Time {
+		t, ok := times[sec]
+		if !ok {
+			mt := metav1.NewTime(time.Unix(sec, 0).UTC())
+			t = &mt
+			times[sec] = t
+		}
+		return t
+	}
 	e := trackingv1alpha1.PromoCodeSetEntry{Code: r.Code, AffiliateID: r.AffiliateID, Description: r.Description}
 	if r.hasStart {
-		t := metav1.NewTime(time.Unix(r.Start, 0).UTC())
-		e.StartDate = &t
+		e.StartDate = at(r.Start)
 	}
 	if r.hasEnd {
-		t := metav1.NewTime(time.Unix(r.End, 0).UTC())
-		e.EndDate = &t
+		e.EndDate = at(r.End)
 	}
 	return e
 }

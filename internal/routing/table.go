@@ -218,8 +218,23 @@ func NewTable(s Snapshot) *Table {
 	for i := range t.shards {
 		t.shards[i] = make(map[string][]Entry, len(s.Codes)/shardCount+1)
 	}
+	// A decoded snapshot holds a copy of a ref per entry; the 5,000 entries
+	// of a set, and the codes of an offer, share one string instead
+	// (BenchmarkTableMemory/sets: 297 -> 229 B per code at 1M).
+	refs := make(map[string]string, len(s.Offers)+64)
+	intern := func(r string) string {
+		if v, ok := refs[r]; ok {
+			return v
+		}
+		refs[r] = r
+		return r
+	}
 	for _, g := range s.Codes {
 		if len(g.Entries) > 0 {
+			for i := range g.Entries {
+				e := &g.Entries[i]
+				e.Ref, e.OfferRef = intern(e.Ref), intern(e.OfferRef)
+			}
 			t.shards[shardOf(g.Folded)][g.Folded] = g.Entries
 			t.codes++
 		}

@@ -341,29 +341,54 @@ func BenchmarkCompile(b *testing.B) {
 // its JSON snapshot as a tracker does.
 func BenchmarkTableMemory(b *testing.B) {
 	for _, n := range []int{100_000, 1_000_000} {
-		b.Run(fmt.Sprintf("codes=%d", n), func(b *testing.B) {
-			tbl, _ := bigTable(n)
-			raw, err := json.Marshal(tbl.Snapshot())
-			if err != nil {
-				b.Fatal(err)
-			}
-			tbl = nil
-			for b.Loop() {
-				runtime.GC()
-				var before, after runtime.MemStats
-				runtime.ReadMemStats(&before)
-				var s Snapshot
-				if err := json.Unmarshal(raw, &s); err != nil {
-					b.Fatal(err)
-				}
-				t := NewTable(s)
-				runtime.GC()
-				runtime.ReadMemStats(&after)
-				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(t.Len()), "bytes/code")
-				b.ReportMetric(float64(len(raw))/float64(t.Len()), "wire-bytes/code")
-				runtime.KeepAlive(t)
-			}
-		})
+		b.Run(fmt.Sprintf("codes=%d", n), func(b *testing.B) { tableMemory(b, bigTable, n) })
+		b.Run(fmt.Sprintf("sets/codes=%d", n), func(b *testing.B) { tableMemory(b, bigSetTable, n) })
+	}
+}
+
+// bigSetTable is n codes in sets of 5,000 over 20 offers, as kubectl promo
+// imports a catalogue: entries of one set share its route ref.
+func bigSetTable(n int) (*Table, []string) {
+	offers := make([]*OfferSpec, 0, 20)
+	for i := range 20 {
+		offers = append(offers, offer("catalogue", fmt.Sprintf("offer%d", i), int64(i+1), true, 0))
+	}
+	codes := make([]*Claim, 0, n)
+	names := make([]string, 0, n)
+	for i := range n {
+		c := fmt.Sprintf("C%07d", i)
+		cl := code("catalogue", fmt.Sprintf("offer%d-%04d", i/5000%20, i/5000), c, fmt.Sprintf("offer%d", i/5000%20), int64(i%50_000+1), 0)
+		cl.Route = "catalogue/promocodeset/" + cl.Ref.Name
+		cl.Rank.Position = i % 5000
+		codes = append(codes, cl)
+		names = append(names, c)
+	}
+	return NewTable(Compile("bench", offers, codes, nil)), names
+}
+
+func tableMemory(b *testing.B, build func(int) (*Table, []string), n int) {
+	tbl, _ := build(n)
+	raw, err := json.Marshal(tbl.Snapshot())
+	if err != nil {
+		b.Fatal(err)
+	}
+	tbl = nil
+	runtime.GC()
+	runtime.GC()
+	for b.Loop() {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		var s Snapshot
+		if err := json.Unmarshal(raw, &s); err != nil {
+			b.Fatal(err)
+		}
+		t := NewTable(s)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(t.Len()), "bytes/code")
+		b.ReportMetric(float64(len(raw))/float64(t.Len()), "wire-bytes/code")
+		runtime.KeepAlive(t)
 	}
 }
 
