@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -73,9 +74,9 @@ spec:
   offerRefs: [{name: shopoffer}]
 `, ns, secret))
 	servable(t, "SHOPIFY801", 801)
-	order := "8209829" + run[len(run)-6:]
+	order := strconv.FormatInt(time.Now().UnixNano(), 10) // a Shopify order id is a JSON number
 	body := []byte(fmt.Sprintf(`{"id": %s, "currency": "EUR", "current_subtotal_price": "40.00", "current_total_price": "45.00", "discount_codes": [{"code": "shopify801"}]}`,
-		strings.TrimLeft(order, "0")))
+		order))
 	post := func(sig string) (int, string) {
 		req, _ := http.NewRequest(http.MethodPost, trackerURL+"/integrations/shopify/"+ns+"/acme", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
@@ -111,7 +112,7 @@ spec:
 	var n int
 	var source, amount string
 	if err := db.QueryRow(context.Background(), `SELECT count(*), min(source), min(amount::text) FROM conversions WHERE adv_order_id = $1 AND offer_id = 801`,
-		strings.TrimLeft(order, "0")).Scan(&n, &source, &amount); err != nil {
+		order).Scan(&n, &source, &amount); err != nil {
 		t.Fatal(err)
 	}
 	if n != 1 || source != "shopify" || amount != "40.00" {
