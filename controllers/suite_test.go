@@ -74,6 +74,8 @@ var _ = BeforeSuite(func() {
 	ctx, c := context.WithCancel(context.Background())
 	cancel = c
 	Expect(kube.SetupIndexes(ctx, mgr.GetFieldIndexer())).To(Succeed())
+	Expect(kube.SetupStorefrontIndexes(ctx, mgr.GetFieldIndexer())).To(Succeed())
+	Expect((&StorefrontReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("storefront-controller"), MaxConcurrentReconciles: 2}).SetupWithManager(mgr)).To(Succeed())
 	Expect((&OfferReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("offer-controller"), MaxConcurrentReconciles: 2}).SetupWithManager(mgr)).To(Succeed())
 	Expect((&PromoCodeReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("promocode-controller"), MaxConcurrentReconciles: 2,
 		Now: clock.now}).SetupWithManager(mgr)).To(Succeed())

@@ -45,7 +45,7 @@ import (
 // options are the manager's flags.
 type options struct {
 	metricsAddr, probeAddr, routeAddr, routeTokenFile string
-	enableWebhooks                                    bool
+	enableWebhooks, routeTLS                          bool
 	webhookPort                                       int
 	certDir                                           string
 	concurrency                                       int
@@ -65,6 +65,7 @@ func main() {
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "health probe address: /healthz (alive) and /readyz (caches synced, first routing table built, webhook server serving)")
 	flag.StringVar(&o.routeAddr, "route-listen", ":8090", "route server address trackers connect to")
 	flag.StringVar(&o.routeTokenFile, "route-token-file", "", "file holding the bearer token trackers must present (required)")
+	flag.BoolVar(&o.routeTLS, "route-tls", false, "serve the routes over TLS only, with the webhook serving certificate (--webhook-cert-dir; put the routes Service's names in --cert-extra-dns-names). Without it, Storefront signing secrets go to loopback clients only")
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader for the controllers (the route server and the webhooks run on every replica)")
 	flag.DurationVar(&o.leaseDuration, "leader-elect-lease-duration", 15*time.Second, "how long non-leaders wait before taking over a lease that is not renewed")
 	flag.DurationVar(&o.renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader retries renewing its lease before giving up leadership (and exiting)")
@@ -169,10 +170,8 @@ func run(ctx context.Context, cfg *rest.Config, o options, draining *atomic.Bool
 	if err := setupControllers(ctx, mgr, o.concurrency); err != nil {
 		return err
 	}
-	rs := &routeserver.Server{Addr: o.routeAddr, Token: strings.TrimSpace(string(token)), Cache: mgr.GetCache(), Log: ctrl.Log.WithName("routes")}
-	if err := mgr.Add(rs); err != nil {
-		return err
-	}
+	rs := &routeserver.Server{Addr: o.routeAddr, Token: strings.TrimSpace(string(token)), Cache: mgr.GetCache(), SecretReader: mgr.GetAPIReader(),
+		Log: ctrl.Log.WithName("routes")}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
@@ -213,18 +212,33 @@ func run(ctx context.Context, cfg *rest.Config, o options, draining *atomic.Bool
 		}
 		checks["webhooks"] = webhookServer.ReadyCheck
 	}
+	if o.routeTLS {
+		if o.certRotation && !o.enableWebhooks {
+			return errors.New("--route-tls uses the webhook serving certificate, which --cert-rotation provisions only with --enable-webhooks; or pass --cert-rotation=false and provide it in --webhook-cert-dir")
+		}
+		// Ready: nil with cert-manager (the files are mounted), else once
+		// the rotator wrote them.
+		rs.TLS = &routeserver.TLSFiles{CertFile: filepath.Join(o.certDir, corev1.TLSCertKey), KeyFile: filepath.Join(o.certDir, corev1.TLSPrivateKeyKey),
+			Ready: webhookServer.certsReady}
+	}
+	if err := mgr.Add(rs); err != nil {
+		return err
+	}
 	for name, check := range checks {
 		if err := mgr.AddReadyzCheck(name, check); err != nil {
 			return err
 		}
 	}
-	ctrl.Log.Info("Starting manager", "routes", o.routeAddr, "webhooks", o.enableWebhooks, "certRotation", o.enableWebhooks && o.certRotation,
+	ctrl.Log.Info("Starting manager", "routes", o.routeAddr, "routeTLS", o.routeTLS, "webhooks", o.enableWebhooks, "certRotation", o.enableWebhooks && o.certRotation,
 		"namespace", o.namespace, "leaderElection", o.leaderElect)
 	return mgr.Start(ctx)
 }
 
 func setupControllers(ctx context.Context, mgr ctrl.Manager, concurrency int) error {
 	if err := kube.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
+	if err := kube.SetupStorefrontIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
 	if err := (&controllers.OfferReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("offer-controller"),

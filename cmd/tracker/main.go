@@ -10,8 +10,10 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -63,6 +65,7 @@ func serve(args []string, log *slog.Logger) error {
 	fs.Int64Var(&cfg.SpoolMaxBytes, "spool-max-bytes", cfg.SpoolMaxBytes, "spool size bound; when full, 503 storage_unavailable")
 	routeServer := fs.String("route-server", "", "manager route server URL, e.g. http://promo-operator-routes:8090 (empty: serve the snapshot file only)")
 	routeTokenFile := fs.String("route-token-file", "", "file holding the bearer token for the route server")
+	routeCAFile := fs.String("route-ca-file", "", "PEM CA bundle the https route server's certificate must chain to, read again on every reconnect (empty: the system roots)")
 	debugListen := fs.String("debug-listen", "", "serve /debug/pprof on this address, e.g. 127.0.0.1:6060 (empty: off; never expose it publicly)")
 	_ = fs.Parse(args)
 	if cfg.DatabaseURL == "" {
@@ -82,7 +85,12 @@ func serve(args []string, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		c := &routesync.Client{URL: *routeServer, Token: token, SnapshotFile: cfg.SnapshotFile, Log: log, Registerer: srv.Registry}
+		if u, err := url.Parse(*routeServer); err != nil || u.Scheme != "https" && u.Scheme != "http" {
+			return fmt.Errorf("--route-server %q: want an http(s) URL", *routeServer)
+		} else if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+			log.Warn("The route server URL is plaintext and not loopback: it withholds Storefronts (their signing secrets) from this tracker; use https and --route-ca-file", "route_server", *routeServer)
+		}
+		c := &routesync.Client{URL: *routeServer, Token: token, CAFile: *routeCAFile, SnapshotFile: cfg.SnapshotFile, Log: log, Registerer: srv.Registry}
 		syncer = c.Run
 	}
 	if *debugListen != "" {
@@ -104,6 +112,15 @@ func servePprof(addr string, log *slog.Logger) {
 	if err := srv.ListenAndServe(); err != nil {
 		log.Error("Debug listener stopped", "addr", addr, "err", err)
 	}
+}
+
+// isLoopback: localhost or a loopback IP.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func readToken(path string) (string, error) {

@@ -61,7 +61,7 @@ func SetupIndexes(ctx context.Context, idx client.FieldIndexer) error {
 			return fmt.Errorf("indexing %s: %w", i.field, err)
 		}
 	}
-	return SetupStorefrontIndexes(ctx, idx)
+	return nil
 }
 
 // HashSecretData is the cache transform for Secrets: every data value is

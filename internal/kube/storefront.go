@@ -24,8 +24,9 @@ const (
 	IndexStorefrontShop = "spec.shop.key"
 )
 
-// SetupStorefrontIndexes registers the Storefront field indexes; SetupIndexes
-// calls it.
+// SetupStorefrontIndexes registers the Storefront field indexes. Separate
+// from SetupIndexes: an index starts an informer, and the portal, which uses
+// SetupIndexes, may not read Storefronts (nor should it need to).
 func SetupStorefrontIndexes(ctx context.Context, idx client.FieldIndexer) error {
 	for _, i := range []struct {
 		field string

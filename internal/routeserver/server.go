@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -47,12 +46,17 @@ type Server struct {
 	Interval  time.Duration // shortest time between two deltas (default 10ms)
 	Heartbeat time.Duration // default 10s
 	ClientBuf int           // messages buffered per client before it is dropped (default 256)
+	// SecretReader reads Storefronts' signing secrets (the manager's API
+	// reader: the cache holds hashes). See storefronts.go.
+	SecretReader client.Reader
+	// TLS, when set, serves the routes over TLS only (see tls.go).
+	TLS *TLSFiles
 
 	mu      sync.Mutex
 	table   *routing.Table
 	epoch   string
 	counter uint64
-	clients map[chan []byte]struct{}
+	clients map[chan []byte]bool // true: the client may receive storefront secrets
 	dirty   dirtySet
 	sets    setState // per-PromoCodeSet signatures, see sets.go
 	kick    chan struct{}
@@ -63,12 +67,20 @@ type Server struct {
 }
 
 type dirtySet struct {
-	codes    map[string]struct{}
-	offerIDs map[int64]struct{}
-	offers   map[routing.Ref]struct{}
+	codes       map[string]struct{}
+	offerIDs    map[int64]struct{}
+	offers      map[routing.Ref]struct{}
+	storefronts map[routing.Ref]struct{}
 }
 
-func (d *dirtySet) empty() bool { return len(d.codes)+len(d.offerIDs)+len(d.offers) == 0 }
+func newDirtySet() dirtySet {
+	return dirtySet{codes: map[string]struct{}{}, offerIDs: map[int64]struct{}{}, offers: map[routing.Ref]struct{}{},
+		storefronts: map[routing.Ref]struct{}{}}
+}
+
+func (d *dirtySet) empty() bool {
+	return len(d.codes)+len(d.offerIDs)+len(d.offers)+len(d.storefronts) == 0
+}
 
 // NeedLeaderElection is false: every replica serves trackers.
 func (s *Server) NeedLeaderElection() bool { return false }
@@ -83,8 +95,8 @@ func (s *Server) defaults() {
 	if s.ClientBuf == 0 {
 		s.ClientBuf = 256
 	}
-	s.clients = map[chan []byte]struct{}{}
-	s.dirty = dirtySet{codes: map[string]struct{}{}, offerIDs: map[int64]struct{}{}, offers: map[routing.Ref]struct{}{}}
+	s.clients = map[chan []byte]bool{}
+	s.dirty = newDirtySet()
 	s.kick = make(chan struct{}, 1)
 	// Unique across restarts: the start instant, then a counter.
 	s.epoch = strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -113,9 +125,12 @@ func (s *Server) ReadyCheck(*http.Request) error {
 func (s *Server) Start(ctx context.Context) error {
 	s.defaults()
 	s.metrics = newMetrics(ctrlmetrics.Registry)
-	l, err := net.Listen("tcp", s.Addr)
+	l, err := s.listen(ctx)
 	if err != nil {
 		return fmt.Errorf("route server: %w", err)
+	}
+	if l == nil {
+		return nil // ctx ended while waiting for the certificate
 	}
 	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
 	go func() {
@@ -136,7 +151,8 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	close(s.readyCh())
-	s.Log.Info("Route server serving", "addr", l.Addr().String(), "version", s.table.Version(), "codes", s.table.Len(), "offers", s.table.Offers())
+	s.Log.Info("Route server serving", "addr", l.Addr().String(), "tls", s.TLS != nil, "version", s.table.Version(), "codes", s.table.Len(),
+		"offers", s.table.Offers(), "storefronts", s.table.Storefronts())
 	go s.heartbeats(ctx)
 	s.publishLoop(ctx)
 	if err := <-errc; err != nil && err != http.ErrServerClosed {
@@ -156,7 +172,7 @@ func (s *Server) nextVersion() string {
 // after the drop is marked again and flushed).
 func (s *Server) build(ctx context.Context) error {
 	s.mu.Lock()
-	s.dirty = dirtySet{codes: map[string]struct{}{}, offerIDs: map[int64]struct{}{}, offers: map[routing.Ref]struct{}{}}
+	s.dirty = newDirtySet()
 	s.mu.Unlock()
 	var offers trackingv1alpha1.OfferList
 	if err := s.Cache.List(ctx, &offers); err != nil {
@@ -183,9 +199,15 @@ func (s *Server) build(ctx context.Context) error {
 		return err
 	}
 	claims = append(claims, entries...)
+	storefronts, err := s.buildStorefronts(ctx)
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.table = routing.NewTable(routing.Compile(s.nextVersion(), kube.Offers(op), claims, tokens))
+	snap := routing.Compile(s.nextVersion(), kube.Offers(op), claims, tokens)
+	snap.Storefronts = storefronts
+	s.table = routing.NewTable(snap)
 	s.metrics.observe(s.table)
 	return nil
 }
@@ -251,7 +273,7 @@ func (s *Server) watch(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	return s.watchStorefronts(ctx)
 }
 
 func unwrap(obj any) any {
@@ -326,7 +348,7 @@ func sleep(ctx context.Context, timer *time.Timer, d time.Duration) bool {
 func (s *Server) flush(ctx context.Context) (published bool, err error) {
 	s.mu.Lock()
 	d := s.dirty
-	s.dirty = dirtySet{codes: map[string]struct{}{}, offerIDs: map[int64]struct{}{}, offers: map[routing.Ref]struct{}{}}
+	s.dirty = newDirtySet()
 	s.mu.Unlock()
 	if d.empty() {
 		return false, nil
@@ -343,6 +365,9 @@ func (s *Server) flush(ctx context.Context) (published bool, err error) {
 		for k := range d.offers {
 			s.dirty.offers[k] = struct{}{}
 		}
+		for k := range d.storefronts {
+			s.dirty.storefronts[k] = struct{}{}
+		}
 		s.mu.Unlock()
 		return false, err
 	}
@@ -356,11 +381,11 @@ func (s *Server) flush(ctx context.Context) (published bool, err error) {
 	}
 	delta.Version = s.nextVersion()
 	s.table = s.table.Apply(delta)
-	line, err := encode(Message{Type: "delta", Version: delta.Version, Delta: &delta})
+	line, plain, err := encodeBoth(Message{Type: "delta", Version: delta.Version, Delta: &delta})
 	if err != nil {
 		return false, err
 	}
-	s.broadcast(line)
+	s.broadcast(line, plain)
 	s.metrics.observe(s.table)
 	s.metrics.deltas.Inc()
 	s.metrics.batch.Observe(float64(delta.Objects()))
@@ -417,7 +442,7 @@ func (s *Server) compile(ctx context.Context, d dirtySet) (routing.Delta, error)
 			delta.DeletedOffers = append(delta.DeletedOffers, r)
 		}
 	}
-	return delta, nil
+	return delta, s.compileStorefronts(ctx, d.storefronts, &delta)
 }
 
 func contains(list []string, s string) bool {
@@ -437,12 +462,32 @@ func encode(m Message) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// broadcast queues line to every client; a client too slow to keep up is
-// dropped (it reconnects and gets a fresh snapshot). Callers hold s.mu.
-func (s *Server) broadcast(line []byte) {
-	for c := range s.clients {
+// encodeBoth encodes m as clients allowed storefront secrets get it, and as
+// the others do (the same line when m carries no storefronts).
+func encodeBoth(m Message) (line, plain []byte, err error) {
+	if line, err = encode(m); err != nil {
+		return nil, nil, err
+	}
+	if p := withoutSecrets(m); p.Snapshot != m.Snapshot || p.Delta != m.Delta {
+		if plain, err = encode(p); err != nil {
+			return nil, nil, err
+		}
+		return line, plain, nil
+	}
+	return line, line, nil
+}
+
+// broadcast queues line to every client allowed storefront secrets and plain
+// to the others; a client too slow to keep up is dropped (it reconnects and
+// gets a fresh snapshot). Callers hold s.mu.
+func (s *Server) broadcast(line, plain []byte) {
+	for c, secrets := range s.clients {
+		l := plain
+		if secrets {
+			l = line
+		}
 		select {
-		case c <- line:
+		case c <- l:
 		default:
 			delete(s.clients, c)
 			close(c)
@@ -468,7 +513,7 @@ func (s *Server) heartbeats(ctx context.Context) {
 		case <-t.C:
 			s.mu.Lock()
 			if line, err := encode(Message{Type: "heartbeat", Version: s.table.Version()}); err == nil {
-				s.broadcast(line)
+				s.broadcast(line, line)
 			}
 			s.mu.Unlock()
 		}
@@ -501,10 +546,14 @@ func (s *Server) auth(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-func (s *Server) serveSnapshot(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	snap := s.table.Snapshot()
 	s.mu.Unlock()
+	if !secretsAllowed(r) {
+		s.withholding(r, len(snap.Storefronts))
+		snap.Storefronts = nil
+	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(snap)
 }
@@ -516,16 +565,22 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := make(chan []byte, s.ClientBuf)
+	secrets := secretsAllowed(r)
 	s.mu.Lock()
 	snap := s.table.Snapshot()
-	line, err := encode(Message{Type: "snapshot", Version: snap.Version, Snapshot: &snap})
+	m := Message{Type: "snapshot", Version: snap.Version, Snapshot: &snap}
+	if !secrets {
+		s.withholding(r, len(snap.Storefronts))
+		m = withoutSecrets(m)
+	}
+	line, err := encode(m)
 	if err != nil {
 		s.mu.Unlock()
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
 	c <- line
-	s.clients[c] = struct{}{}
+	s.clients[c] = secrets
 	s.metrics.clients.Set(float64(len(s.clients)))
 	s.mu.Unlock()
 	defer func() {

@@ -68,14 +68,21 @@ func run(m *testing.M) int {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	mgrCache, mgrCtx = mgr.GetCache(), ctx
+	mgrCache, mgrCtx, testMgr = mgr.GetCache(), ctx, mgr
 	if err := kube.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := kube.SetupStorefrontIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	l, _ := freeAddr()
 	base = "http://" + l
-	if err := mgr.Add(&Server{Addr: l, Token: token, Cache: mgr.GetCache(), Log: ctrl.Log, Heartbeat: 200 * time.Millisecond}); err != nil {
+	logs.Reset()
+	ctrl.SetLogger(capturedLogger())
+	testServer = &Server{Addr: l, Token: token, Cache: mgr.GetCache(), SecretReader: mgr.GetAPIReader(), Log: capturedLogger(), Heartbeat: 200 * time.Millisecond}
+	if err := mgr.Add(testServer); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

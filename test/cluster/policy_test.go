@@ -114,6 +114,11 @@ func TestNetworkPolicy(t *testing.T) {
 		}
 		return ""
 	})
+	// The routes port is TLS-only: the probe's plaintext GET gets TLS's
+	// "client sent an HTTP request to an HTTPS server" 400, never a table.
+	if open != "reached 400" {
+		t.Errorf("plaintext to the routes port: %q, want TLS's reached 400", open)
+	}
 	restore()
 	eventually(t, "the route server closed again with the policy", time.Minute, func() string {
 		if out := runProbe(t, "np-routes-again", image, routes); !strings.HasPrefix(out, "unreachable") {

@@ -8,6 +8,8 @@ package routesync
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +17,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -30,8 +33,12 @@ type Message = routing.Message
 
 // Client follows a route server.
 type Client struct {
-	URL          string // base URL of the manager's route server
-	Token        string // bearer token
+	URL   string // base URL of the manager's route server
+	Token string // bearer token
+	// CAFile, for an https URL, is the PEM bundle the route server's
+	// certificate must chain to (empty: the system roots). It is read again
+	// on every connection, so a rotated CA is picked up on the next reconnect.
+	CAFile       string
 	SnapshotFile string // where to save the table; empty: don't
 	Log          *slog.Logger
 	Registerer   prometheus.Registerer
@@ -113,7 +120,12 @@ func (c *Client) follow(ctx context.Context, routes *tracker.Routes) (bool, erro
 		return false, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.Token)
-	resp, err := http.DefaultClient.Do(req)
+	hc, err := c.httpClient()
+	if err != nil {
+		return false, err
+	}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Do(req)
 	if err != nil {
 		return false, err
 	}
@@ -215,3 +227,21 @@ func (c *Client) saveLoop(ctx context.Context, routes *tracker.Routes) {
 
 // savePace bounds the time spent saving to about 1/(1+savePace) of a core.
 const savePace = 4
+
+// httpClient is the client for one connection: with CAFile's roots, read now.
+func (c *Client) httpClient() (*http.Client, error) {
+	if c.CAFile == "" {
+		return &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}, nil
+	}
+	pem, err := os.ReadFile(c.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading the route server CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("the route server CA file %s holds no PEM certificate", c.CAFile)
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: t}, nil
+}
