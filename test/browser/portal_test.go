@@ -365,7 +365,7 @@ VALUES (gen_random_uuid(), $1, $1, $2, 'shop/backdated', $3, $4, 1, 'approved', 
 	}
 
 	err = chromedp.Do(bctx,
-		chromedp.Click(`a.button[href="/"]`), // Clear
+		chromedp.Click(`a.button[href="/"]`),                            // Clear
 		chromedp.WaitNotPresent(`select[name=source] option[selected]`), // the cleared page
 		chromedp.SetValue(`select[name=status]`, "declined"),
 		chromedp.Submit(`select[name=status]`),
