@@ -253,23 +253,11 @@ func (s *Server) watch(ctx context.Context) error {
 			onOffer(&list.Items[i])
 		}
 	}
-	for _, h := range []struct {
+	for _, w := range []struct {
 		inf cache.Informer
 		fn  func(any)
 	}{{codeInf, onCode}, {offerInf, onOffer}, {secretInf, onSecret}} {
-		fn := h.fn
-		if _, err := h.inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-			AddFunc: fn,
-			UpdateFunc: func(old, cur any) {
-				// Status-only writes and resyncs rebuild nothing; Changes
-				// below stays the safety net.
-				if kube.Changed(old, cur) {
-					fn(old)
-					fn(cur)
-				}
-			},
-			DeleteFunc: fn,
-		}); err != nil {
+		if err := onRelevant(w.inf, w.fn); err != nil {
 			return err
 		}
 	}
@@ -659,4 +647,22 @@ func (m *metrics) observe(t *routing.Table) {
 	m.version.WithLabelValues(m.last).Set(1)
 	m.codes.Set(float64(t.Len()))
 	m.offers.Set(float64(t.Offers()))
+}
+
+// onRelevant calls fn for every added or deleted object of inf, and with
+// the old and the new object of every update that changes what routes
+// (kube.Changed): status-only writes and resyncs rebuild nothing, and
+// Table.Changes stays the safety net.
+func onRelevant(inf cache.Informer, fn func(any)) error {
+	_, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc: fn,
+		UpdateFunc: func(old, cur any) {
+			if kube.Changed(old, cur) {
+				fn(old)
+				fn(cur)
+			}
+		},
+		DeleteFunc: fn,
+	})
+	return err
 }

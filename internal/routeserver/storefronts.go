@@ -7,7 +7,6 @@ import (
 	"net/http"
 
 	corev1 "k8s.io/api/core/v1"
-	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -104,21 +103,11 @@ func (s *Server) watchStorefronts(ctx context.Context) error {
 			markAll(list, err, "of an Offer")
 		}
 	}
-	for _, h := range []struct {
+	for _, w := range []struct {
 		inf cache.Informer
 		fn  func(any)
 	}{{sfInf, onStorefront}, {offerInf, onOffer}, {secretInf, onSecret}} {
-		fn := h.fn
-		if _, err := h.inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-			AddFunc: fn,
-			UpdateFunc: func(old, cur any) {
-				if kube.Changed(old, cur) {
-					fn(old)
-					fn(cur)
-				}
-			},
-			DeleteFunc: fn,
-		}); err != nil {
+		if err := onRelevant(w.inf, w.fn); err != nil {
 			return err
 		}
 	}
