@@ -11,28 +11,13 @@ import (
 	"time"
 
 	"promocodes.dev/promo-operator/internal/devstack"
+	"promocodes.dev/promo-operator/internal/testutil/fixtures"
 	"promocodes.dev/promo-operator/internal/testutil/poll"
 	"promocodes.dev/promo-operator/internal/testutil/stacktest"
 )
 
-const injectManifests = `apiVersion: v1
-kind: Namespace
-metadata: {name: inject}
----
-apiVersion: tracking.promocodes.dev/v1alpha1
-kind: Offer
-metadata: {name: shop, namespace: inject}
-spec:
-  id: 910
-  tracking: {promoCodes: {enabled: true}}
-  goals:
-  - {id: 1, alias: sale, default: true, payout: {percent: "10"}, revenue: {fixed: "1.00"}}
----
-apiVersion: tracking.promocodes.dev/v1alpha1
-kind: PromoCode
-metadata: {name: inject1, namespace: inject}
-spec: {code: INJECT1, offerRef: {name: shop}, affiliateID: 5}
-`
+var injectManifests = fixtures.NamespaceYAML("inject") + "---\n" + fixtures.OfferYAML("inject", "shop", 910, true) + "---\n" +
+	fixtures.PromoCodeYAML("inject", "inject1", "INJECT1", "shop", 5, "")
 
 // TestFormulaFromAPixelIsNeutralisedInTheExport is the attack end to end:
 // anyone sends adv_param1==HYPERLINK(...) through the public pixel and a

@@ -19,28 +19,13 @@ import (
 
 	"promocodes.dev/promo-operator/internal/devstack"
 	"promocodes.dev/promo-operator/internal/loadgen"
+	"promocodes.dev/promo-operator/internal/testutil/fixtures"
 	"promocodes.dev/promo-operator/internal/testutil/poll"
 	"promocodes.dev/promo-operator/internal/testutil/stacktest"
 )
 
-const manifests = `apiVersion: v1
-kind: Namespace
-metadata: {name: chaos}
----
-apiVersion: tracking.promocodes.dev/v1alpha1
-kind: Offer
-metadata: {name: steady, namespace: chaos}
-spec:
-  id: 900
-  tracking: {promoCodes: {enabled: true}}
-  goals:
-  - {id: 1, alias: sale, default: true, payout: {percent: "10"}, revenue: {fixed: "1.00"}}
----
-apiVersion: tracking.promocodes.dev/v1alpha1
-kind: PromoCode
-metadata: {name: chaos1, namespace: chaos}
-spec: {code: CHAOS1, offerRef: {name: steady}, affiliateID: 1}
-`
+var manifests = fixtures.NamespaceYAML("chaos") + "---\n" + fixtures.OfferYAML("chaos", "steady", 900, true) + "---\n" +
+	fixtures.PromoCodeYAML("chaos", "chaos1", "CHAOS1", "steady", 1, "")
 
 func TestNoAcknowledgedConversionLost(t *testing.T) {
 	duration := 24 * time.Second

@@ -164,7 +164,7 @@ func namespace(t *testing.T, name string) {
 	if _, seen := fresh.LoadOrStore(name, true); !seen {
 		kubectl(t, "delete", "namespace", name, "--ignore-not-found", "--wait=true", "--timeout=3m")
 	}
-	apply(t, fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata: {name: %s}\n", name))
+	apply(t, fixtures.NamespaceYAML(name))
 }
 
 func track(t *testing.T, kv ...string) devstack.Reply {

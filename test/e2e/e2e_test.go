@@ -100,7 +100,7 @@ func kubectl(t *testing.T, args ...string) string {
 }
 
 func namespace(t *testing.T, name string) {
-	apply(t, fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata: {name: %s}\n", name))
+	apply(t, fixtures.NamespaceYAML(name))
 }
 
 func track(t *testing.T, trackerURL string, kv ...string) devstack.Reply {
