@@ -71,11 +71,7 @@ func (r *OfferReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		return ctrl.Result{}, fmt.Errorf("updating Offer %s status: %w", req.NamespacedName, err)
 	}
 	if wasReady != v.Ready || len(before.Conditions) == 0 {
-		kind := corev1.EventTypeNormal
-		if !v.Ready {
-			kind = corev1.EventTypeWarning
-		}
-		r.Recorder.Eventf(&offer, nil, kind, v.Reason, "Reconcile", v.Message)
+		readyEvent(r.Recorder, &offer, v.Ready, v.Reason, v.Message)
 	}
 	logf.FromContext(ctx).V(1).Info("Updated Offer status", "ready", v.Ready, "reason", v.Reason)
 	return ctrl.Result{}, nil

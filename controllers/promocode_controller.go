@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -94,6 +95,16 @@ func (r *PromoCodeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 
 // setStalled adds Stalled=True while the object cannot become Ready without
 // a change (kstatus: Failed), and removes it otherwise: Ready=False alone
+// readyEvent records a Ready decision on obj: Normal when ready, Warning
+// when not, with the decision's reason and message.
+func readyEvent(rec events.EventRecorder, obj runtime.Object, ready bool, reason, message string) {
+	kind := corev1.EventTypeNormal
+	if !ready {
+		kind = corev1.EventTypeWarning
+	}
+	rec.Eventf(obj, nil, kind, reason, "Reconcile", message)
+}
+
 // reads as InProgress, Ready=True as Current.
 func setStalled(conds *[]metav1.Condition, generation int64, stalled bool, reason, message string) {
 	if !stalled {

@@ -69,11 +69,7 @@ func (r *StorefrontReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}
 	old := meta.FindStatusCondition(before.Conditions, trackingv1alpha1.ConditionReady)
 	if old == nil || wasReady != v.Ready || old.Reason != v.Reason {
-		kind := corev1.EventTypeNormal
-		if !v.Ready {
-			kind = corev1.EventTypeWarning
-		}
-		r.Recorder.Eventf(&sf, nil, kind, v.Reason, "Reconcile", v.Message)
+		readyEvent(r.Recorder, &sf, v.Ready, v.Reason, v.Message)
 	}
 	logf.FromContext(ctx).V(1).Info("Updated Storefront status", "ready", v.Ready, "reason", v.Reason)
 	return ctrl.Result{}, nil
