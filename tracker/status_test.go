@@ -2,12 +2,10 @@ package tracker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -238,36 +236,12 @@ func TestChangeStatusStorageDown(t *testing.T) {
 	}
 }
 
-type fullReply struct {
-	Status       string `json:"status"`
-	ConversionID string `json:"conversion_id"`
-	Reason       string `json:"reason"`
-	Message      string `json:"message"`
-}
-
-func getFull(t *testing.T, base, query string) (int, http.Header, fullReply) {
-	t.Helper()
-	resp, err := http.Get(base + "/track/promo?" + query)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var r fullReply
-	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
-		if err := json.Unmarshal(b, &r); err != nil {
-			t.Fatalf("reply %q: %v", b, err)
-		}
-	}
-	return resp.StatusCode, resp.Header, r
-}
-
 // Through the real handler over HTTP: the replies of SPEC §3 status
 // changes, and what they store.
 func TestStatusChangeReplies(t *testing.T) {
 	e := start(t, freshDB(t), testTable())
 	q := "code=PROMO22&offer_id=7&goal_alias=lead&amount=10&adv_order_id=sc-1"
-	code, _, r := getFull(t, e.url, q)
+	code, _, r, _ := get(t, e.url, q)
 	if code != 200 || r.Status != "pending" || r.ConversionID == "" {
 		t.Fatalf("new conversion: %d %+v", code, r)
 	}
@@ -292,7 +266,7 @@ func TestStatusChangeReplies(t *testing.T) {
 		{"&conv_status=declined&return=img", 200, "duplicate", "", "", "declined"}, // pixel
 	}
 	for i, s := range steps {
-		code, hdr, r := getFull(t, e.url, q+s.query)
+		code, hdr, r, _ := get(t, e.url, q+s.query)
 		if strings.Contains(s.query, "return=img") {
 			if code != 200 || hdr.Get("X-Promo-Status") != s.status || hdr.Get("Content-Type") != "image/gif" {
 				t.Fatalf("step %d %s: %d %v", i, s.query, code, hdr)
@@ -321,7 +295,7 @@ func TestStatusChangeReplies(t *testing.T) {
 	// Pixels: always 200, the outcome in X-Promo-Status.
 	q2 := "code=PROMO22&offer_id=7&goal_alias=lead&adv_order_id=sc-2&return=img"
 	for i, s := range []struct{ conv, header string }{{"", "pending"}, {"&conv_status=declined", "declined"}, {"&conv_status=approved", "invalid_transition"}} {
-		code, hdr, _ := getFull(t, e.url, q2+s.conv)
+		code, hdr, _, _ := get(t, e.url, q2+s.conv)
 		if code != 200 || hdr.Get("X-Promo-Status") != s.header {
 			t.Fatalf("pixel %d: %d X-Promo-Status %q, want %q", i, code, hdr.Get("X-Promo-Status"), s.header)
 		}
@@ -334,7 +308,7 @@ func TestStatusChangeReplies(t *testing.T) {
 		t.Fatalf("pixel history %+v", h)
 	}
 	// The same order id on another goal is another conversion, not a change.
-	if code, _, r := getFull(t, e.url, "code=PROMO22&offer_id=7&goal_alias=sale&adv_order_id=sc-1&conv_status=approved"); code != 200 || r.Status != "approved" || r.Reason != "" || r.ConversionID == id {
+	if code, _, r, _ := get(t, e.url, "code=PROMO22&offer_id=7&goal_alias=sale&adv_order_id=sc-1&conv_status=approved"); code != 200 || r.Status != "approved" || r.Reason != "" || r.ConversionID == id {
 		t.Fatalf("other goal: %d %+v", code, r)
 	}
 }
@@ -346,7 +320,7 @@ func TestStatusChangeReplies(t *testing.T) {
 func TestConcurrentStatusChanges(t *testing.T) {
 	e := start(t, freshDB(t), testTable())
 	q := "code=PROMO22&offer_id=7&goal_alias=lead&adv_order_id=race"
-	code, _, r := getFull(t, e.url, q)
+	code, _, r, _ := get(t, e.url, q)
 	if code != 200 || r.Status != "pending" {
 		t.Fatalf("new: %d %+v", code, r)
 	}
@@ -364,7 +338,7 @@ func TestConcurrentStatusChanges(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			if i%4 < 2 {
-				code, _, r := getFull(t, e.url, q+"&conv_status="+to)
+				code, _, r, _ := get(t, e.url, q+"&conv_status="+to)
 				if (code != 200 && code != 409) || (r.ConversionID != id) {
 					t.Errorf("HTTP %s: %d %+v", to, code, r)
 				}
@@ -435,8 +409,8 @@ func TestSpoolReplayAppliesStatusChange(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	base := "http://" + srv.Addr()
 	lead := "code=PROMO22&offer_id=7&goal_alias=lead&adv_order_id="
-	_, _, a := getFull(t, base, lead+"sp-a")                      // pending, to be declined
-	_, _, b := getFull(t, base, lead+"sp-b&conv_status=declined") // declined, to be "approved"
+	_, _, a, _ := get(t, base, lead+"sp-a")                      // pending, to be declined
+	_, _, b, _ := get(t, base, lead+"sp-b&conv_status=declined") // declined, to be "approved"
 	if a.Status != "pending" || b.Status != "declined" {
 		t.Fatalf("before: %+v %+v", a, b)
 	}
@@ -450,7 +424,7 @@ func TestSpoolReplayAppliesStatusChange(t *testing.T) {
 		{lead + "sp-c&conv_status=approved", "approved"}, // and approved during it
 		{lead + "sp-a", "pending"},                       // no conv_status: a duplicate at replay, dropped
 	} {
-		code, _, r := getFull(t, base, s.q)
+		code, _, r, _ := get(t, base, s.q)
 		if code != 200 || r.Status != s.want {
 			t.Fatalf("during the outage %s: %d %+v, want 200 %s", s.q, code, r, s.want)
 		}

@@ -129,6 +129,7 @@ type replyBody struct {
 	Status       string `json:"status"`
 	ConversionID string `json:"conversion_id"`
 	Reason       string `json:"reason"`
+	Message      string `json:"message"`
 }
 
 func get(t *testing.T, base, query string) (int, http.Header, replyBody, []byte) {
