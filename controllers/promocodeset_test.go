@@ -119,6 +119,11 @@ var _ = Describe("PromoCodeSet", func() {
 		Expect(k8sClient.Create(ctx, s)).To(MatchError(And(ContainSubstring("2 new entries"), ContainSubstring("spec.codes[1]"),
 			ContainSubstring("already on Offer summer"), ContainSubstring("spec.codes[2]"), ContainSubstring("effective endDate"))))
 
+		By("the same code twice, as written (spec.codes is an atomic list: the schema cannot refuse it, the webhook does)")
+		twice := fixtures.Entry(mine+"Y", 7)
+		Expect(k8sClient.Create(ctx, fixtures.PromoCodeSet(ns, "twice", "summer", twice, twice))).To(MatchError(And(
+			ContainSubstring("1 new entries"), ContainSubstring("spec.codes[1]"), ContainSubstring("already on Offer summer"))))
+
 		By("a folded duplicate added before an existing entry")
 		Eventually(func() error {
 			return updateSet(ctx, ns, "good", func(s *trackingv1alpha1.PromoCodeSet) {

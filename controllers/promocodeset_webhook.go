@@ -74,11 +74,19 @@ func (v *PromoCodeSetValidator) check(ctx context.Context, old, s *trackingv1alp
 	if len(fresh) == 0 {
 		return nil
 	}
-	c := s.DeepCopy()
+	c := s
 	if c.CreationTimestamp.IsZero() {
+		c = &trackingv1alpha1.PromoCodeSet{ObjectMeta: *s.ObjectMeta.DeepCopy(), Spec: s.Spec}
 		c.CreationTimestamp = metav1.NewTime(now(v.Now))
 	}
-	_, verdicts, err := kube.Resolver{Reader: v.Reader}.ResolveSet(ctx, c)
+	var only map[string]bool // nil: every entry is new (a create)
+	if len(fresh) < len(s.Spec.Codes) {
+		only = make(map[string]bool, len(fresh))
+		for _, i := range fresh {
+			only[routing.Fold(s.Spec.Codes[i].Code)] = true
+		}
+	}
+	_, verdicts, err := kube.Resolver{Reader: v.Reader}.ResolveSetCodes(ctx, c, only)
 	if err != nil {
 		return err
 	}

@@ -243,15 +243,25 @@ func (r Resolver) ClaimsOn(ctx context.Context, folded []string) (map[string][]*
 // has a nil claim and an InvalidSpec verdict. The set's own entries are taken
 // from s, not from the cache, which may hold an older version.
 func (r Resolver) ResolveSet(ctx context.Context, s *trackingv1alpha1.PromoCodeSet) ([]*routing.Claim, []routing.CodeVerdict, error) {
+	return r.ResolveSetCodes(ctx, s, nil)
+}
+
+// ResolveSetCodes is ResolveSet for the entries whose folded code is in only
+// (every entry when only is nil); the other entries' verdicts are left zero.
+// The webhook judges an edit's new entries alone: one changed entry of a
+// 5,000-entry set costs the claims on its code, not on all 5,000.
+func (r Resolver) ResolveSetCodes(ctx context.Context, s *trackingv1alpha1.PromoCodeSet, only map[string]bool) ([]*routing.Claim, []routing.CodeVerdict, error) {
 	claims := SetClaims(s)
 	verdicts := make([]routing.CodeVerdict, len(claims))
-	own := make(map[string][]int, len(claims))
+	own := make(map[string][]int, min(len(claims), len(only)+1))
 	for i, c := range claims {
 		if c == nil {
 			verdicts[i] = routing.CodeVerdict{Reason: routing.ReasonInvalidSpec, Message: EntryInvalid(s, i)}
 			continue
 		}
-		own[c.Folded] = append(own[c.Folded], i)
+		if only == nil || only[c.Folded] {
+			own[c.Folded] = append(own[c.Folded], i)
+		}
 	}
 	folded := make([]string, 0, len(own))
 	for f := range own {

@@ -25,9 +25,10 @@ const FieldManager = "kubectl-promo"
 // hash spreads codes unevenly, so sets stay below the 5,000 limit with room.
 const fillTarget = 4096
 
-// maxSetBytes bounds a set's estimated stored size (its JSON and the managed
-// fields server-side apply records per entry), below etcd's default 1.5 MiB
-// request limit with room for metadata and status.
+// maxSetBytes bounds a set's estimated stored size (its JSON; spec.codes is
+// an atomic list, so server-side apply records no managed fields per entry),
+// below etcd's default 1.5 MiB request limit with room for metadata and
+// status.
 const maxSetBytes = 1_150_000
 
 var prefixRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
@@ -64,18 +65,17 @@ func bucketOf(folded string, n int) int {
 	return int(x & uint64(n-1))
 }
 
-// entrySize estimates the bytes one entry costs stored: its JSON and its
-// managed-fields record (k:{"code":...} with one f: per field).
+// entrySize estimates the bytes one entry costs stored: its JSON.
 func entrySize(r *Row) int {
-	n := 2*len(r.Code) + 50 + 20 + 20 // {"code":..,"affiliateID":..} and its managed fields
+	n := len(r.Code) + 50 // {"affiliateID":..,"code":".."},
 	if r.hasStart {
-		n += 36 + 16
+		n += 36
 	}
 	if r.hasEnd {
-		n += 34 + 14
+		n += 34
 	}
 	if r.Description != "" {
-		n += len(r.Description) + len(r.Description)/8 + 18 + 18 // JSON escaping room
+		n += len(r.Description) + len(r.Description)/8 + 18 // JSON escaping room
 	}
 	return n
 }
