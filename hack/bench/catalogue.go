@@ -174,40 +174,16 @@ func runCatalogue(ctx context.Context, r *report, n int) error {
 	}
 	cat.SetsReadyTook = time.Since(start)
 
-	cat.APIServerRSSMiB, cat.EtcdRSSMiB, cat.ManagerRSSMiB = rssMiB(pids["kube-apiserver"]), rssMiB(pids["etcd"]), rssMiB(pids["manager"])
-	if st, err := os.Stat(filepath.Join(etcdDataDir(pids["etcd"]), "member", "snap", "db")); err == nil {
-		cat.EtcdDBMiB = float64(st.Size()) / (1 << 20)
-	}
+	cat.ManagerRSSMiB = rssMiB(pids["manager"])
+	cat.APIServerRSSMiB, cat.EtcdRSSMiB, cat.EtcdDBMiB = controlPlaneMemory(pids["kube-apiserver"], pids["etcd"])
 	runtimeGC(ctx, tracker.URL)
 	heap1, rss1 := metricValue(ctx, tracker.URL, "go_memstats_heap_inuse_bytes"), rssMiB(tracker.Pid())
 	cat.TrackerHeapPerCode = (heap1 - heap0) / float64(n)
 	cat.TrackerRSSPerCode = (rss1 - rss0) * (1 << 20) / float64(n)
 
-	// A tracker's resync: connect to the route stream, read its first line
-	// (the full snapshot), decode it, build the table.
-	t1 := time.Now()
-	sctx, stopStream := context.WithCancel(ctx)
-	req, _ := http.NewRequestWithContext(sctx, http.MethodGet, s.RouteURL+"/v1/routes", nil)
-	req.Header.Set("Authorization", "Bearer "+s.RouteToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		stopStream()
+	if cat.ResyncTook, cat.SnapshotBytes, err = measureResync(ctx, s, n); err != nil {
 		return err
 	}
-	line, err := bufio.NewReaderSize(resp.Body, 1<<20).ReadBytes('\n')
-	stopStream()
-	_ = resp.Body.Close()
-	if err != nil {
-		return fmt.Errorf("route stream: %w", err)
-	}
-	var msg routing.Message
-	if err := json.Unmarshal(line, &msg); err != nil || msg.Snapshot == nil {
-		return fmt.Errorf("the route stream's first message is no snapshot: %v", err)
-	}
-	if tbl := routing.NewTable(*msg.Snapshot); tbl.Len() < n {
-		return fmt.Errorf("snapshot holds %d codes, want %d", tbl.Len(), n)
-	}
-	cat.ResyncTook, cat.SnapshotBytes = time.Since(t1), len(line)
 
 	// 200 edits: one entry's code of one set changed, until the new code serves.
 	const edits = 200
@@ -321,4 +297,42 @@ func etcdDataDir(pid int) string {
 		}
 	}
 	return ""
+}
+
+// controlPlaneMemory reads the API server's and etcd's RSS and the size of
+// etcd's database file.
+func controlPlaneMemory(apiserver, etcd int) (apiserverMiB, etcdMiB, dbMiB float64) {
+	if st, err := os.Stat(filepath.Join(etcdDataDir(etcd), "member", "snap", "db")); err == nil {
+		dbMiB = float64(st.Size()) / (1 << 20)
+	}
+	return rssMiB(apiserver), rssMiB(etcd), dbMiB
+}
+
+// measureResync does what a tracker does to resync: connect to the route
+// stream, read its first line (the full snapshot), decode it, build the
+// table, which must hold at least n codes.
+func measureResync(ctx context.Context, s *devstack.Stack, n int) (time.Duration, int, error) {
+	t1 := time.Now()
+	sctx, stopStream := context.WithCancel(ctx)
+	defer stopStream()
+	req, _ := http.NewRequestWithContext(sctx, http.MethodGet, s.RouteURL+"/v1/routes", nil)
+	req.Header.Set("Authorization", "Bearer "+s.RouteToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	line, err := bufio.NewReaderSize(resp.Body, 1<<20).ReadBytes('\n')
+	stopStream()
+	_ = resp.Body.Close()
+	if err != nil {
+		return 0, 0, fmt.Errorf("route stream: %w", err)
+	}
+	var msg routing.Message
+	if err := json.Unmarshal(line, &msg); err != nil || msg.Snapshot == nil {
+		return 0, 0, fmt.Errorf("the route stream's first message is no snapshot: %v", err)
+	}
+	if tbl := routing.NewTable(*msg.Snapshot); tbl.Len() < n {
+		return 0, 0, fmt.Errorf("snapshot holds %d codes, want %d", tbl.Len(), n)
+	}
+	return time.Since(t1), len(line), nil
 }

@@ -27,6 +27,7 @@ type propagation struct {
 	Existing      int           `json:"existing"`
 	CreateAllTook time.Duration `json:"create_all_took"`
 	AllReadyTook  time.Duration `json:"all_ready_took"`
+	ServableTook  time.Duration `json:"servable_took"` // until all reconciled and the last code routes on the tracker
 	Samples       int           `json:"samples"`
 	P50, P99, Max time.Duration
 	CreateP50     time.Duration `json:"create_p50"` // API round trip incl. webhook admission
@@ -35,6 +36,11 @@ type propagation struct {
 	IdleCPU       float64       `json:"idle_cpu_percent"`
 	SnapshotBytes int           `json:"snapshot_bytes"`
 	DeltaBytes    int           `json:"delta_bytes"` // median size of a one-code delta on the route stream
+	// The figures the catalogue run also reports, as its baseline.
+	APIServerRSSMiB, EtcdRSSMiB, EtcdDBMiB float64
+	TrackerHeapPerCode                     float64 // bytes: Go heap in use, after minus before, per existing code
+	ResyncTook                             time.Duration
+	CPUSeconds                             map[string]float64 // from the first create until every code was reconciled
 }
 
 var scales = []int{1_000, 100_000}
@@ -62,13 +68,20 @@ func runPropagation(ctx context.Context, r *report) error {
 }
 
 func propagate(ctx context.Context, root, dir string, existing int) (p propagation, err error) {
-	p.Existing = existing
+	p.Existing, p.CPUSeconds = existing, map[string]float64{}
 	s, err := devstack.Start(ctx, devstack.Options{Root: root, Dir: dir, Out: os.Stdout})
 	if err != nil {
 		return p, err
 	}
 	defer func() { _ = s.Stop() }()
 	c := s.Client
+	tracker := s.Trackers["tracker"].URL
+	heap0 := metricValue(ctx, tracker, "go_memstats_heap_inuse_bytes")
+	pids := map[string]int{"manager": s.Manager.Pid(), "tracker": s.Trackers["tracker"].Pid(), "kube-apiserver": childPid("kube-apiserver"), "etcd": childPid("etcd")}
+	cpu0 := map[string]int64{}
+	for name, pid := range pids {
+		cpu0[name], _ = cpuTicks(pid)
+	}
 	const offers = 1000
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "scale"}}); err != nil {
 		return p, err
@@ -88,9 +101,19 @@ func propagate(ctx context.Context, root, dir string, existing int) (p propagati
 		return p, err
 	}
 	p.AllReadyTook = time.Since(start)
+	for name, pid := range pids {
+		t, _ := cpuTicks(pid)
+		p.CPUSeconds[name] = float64(t-cpu0[name]) / 100
+	}
 	fmt.Printf("    created in %s, all reconciled after %s\n", p.CreateAllTook.Round(time.Millisecond), p.AllReadyTook.Round(time.Millisecond))
-	tracker := s.Trackers["tracker"].URL
 	if err := devstack.WaitServable(wctx, tracker, fmt.Sprintf("S%d", existing-1), 0); err != nil {
+		return p, err
+	}
+	p.ServableTook = time.Since(start)
+	p.APIServerRSSMiB, p.EtcdRSSMiB, p.EtcdDBMiB = controlPlaneMemory(pids["kube-apiserver"], pids["etcd"])
+	runtimeGC(ctx, tracker)
+	p.TrackerHeapPerCode = (metricValue(ctx, tracker, "go_memstats_heap_inuse_bytes") - heap0) / float64(existing)
+	if p.ResyncTook, _, err = measureResync(ctx, s, existing); err != nil {
 		return p, err
 	}
 
@@ -129,10 +152,10 @@ func propagate(ctx context.Context, root, dir string, existing int) (p propagati
 	// nothing changes.
 	pid := s.Manager.Pid()
 	time.Sleep(5 * time.Second)
-	cpu0, _ := cpuTicks(pid)
+	idle0, _ := cpuTicks(pid)
 	time.Sleep(30 * time.Second)
-	cpu1, _ := cpuTicks(pid)
-	p.IdleCPU = float64(cpu1-cpu0) / 100 / 30 * 100 // ticks (1/100 s) over 30 s, in percent of one core
+	idle1, _ := cpuTicks(pid)
+	p.IdleCPU = float64(idle1-idle0) / 100 / 30 * 100 // ticks (1/100 s) over 30 s, in percent of one core
 	p.ManagerRSSMiB = rssMiB(pid)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.RouteURL+"/v1/snapshot", nil)
 	req.Header.Set("Authorization", "Bearer "+s.RouteToken)

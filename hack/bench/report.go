@@ -107,10 +107,12 @@ func (r *report) write(path string) error {
 				w("| %s | %d | %d | %d |\n", t.Name, t.Acked, t.Rows, t.Lost)
 			}
 		}
-		if err := r.charts(filepath.Dir(path)); err != nil {
-			return err
+		if r.hasSteps() { // -loads= empty: no fixed-load steps to chart
+			if err := r.charts(filepath.Dir(path)); err != nil {
+				return err
+			}
+			w("\n![throughput](img/bench-throughput.png)\n![p99 latency](img/bench-latency.png)\n")
 		}
-		w("\n![throughput](img/bench-throughput.png)\n![p99 latency](img/bench-latency.png)\n")
 	}
 	if len(r.Lookup) > 0 {
 		w("\n## Routing table (Go benchmarks, internal/routing)\n\n| benchmark | ns/op | B/op | allocs/op | other |\n|---|---:|---:|---:|---|\n")
@@ -138,16 +140,22 @@ func (r *report) write(path string) error {
 				c.ResyncTook.Round(time.Millisecond), ms(c.EditP50), ms(c.EditP99), ms(c.EditMax))
 		}
 		for _, c := range r.Catalogue {
-			names := make([]string, 0, len(c.CPUSeconds))
-			for n := range c.CPUSeconds {
-				names = append(names, n)
-			}
-			slices.Sort(names)
-			var parts []string
-			for _, n := range names {
-				parts = append(parts, fmt.Sprintf("%s %.0f s", n, c.CPUSeconds[n]))
-			}
-			w("\nCPU from the first import until every code was servable (%d codes; wall %s on 2 cores): %s — what bounds the import.\n", c.Codes, c.ServableTook.Round(time.Second), strings.Join(parts, ", "))
+			w("\nCPU from the first import until every code was servable (%d codes; wall %s on 2 cores): %s — what bounds the import.\n", c.Codes, c.ServableTook.Round(time.Second), cpuParts(c.CPUSeconds))
+		}
+		if b, ok := r.baseline(); ok {
+			c := r.Catalogue[len(r.Catalogue)-1]
+			w("\n**Against the baseline of the same run**: %d codes as PromoCodeSets against %d PromoCodes (one object per code, the propagation row above). Goals are issue 16's.\n\n", c.Codes, b.Existing)
+			w("| figure | %d codes in %d sets | %d PromoCodes | goal |\n|---|---:|---:|---:|\n", c.Codes, c.Sets, b.Existing)
+			w("| create (import / API creates) | %s | %s | |\n", c.ImportTook.Round(time.Second), b.CreateAllTook.Round(time.Second))
+			w("| until every code servable | %s | %s | ≤ 2 min (import) |\n", c.ServableTook.Round(time.Second), b.ServableTook.Round(time.Second))
+			w("| until every object reconciled | %s | %s | |\n", c.SetsReadyTook.Round(time.Second), b.AllReadyTook.Round(time.Second))
+			w("| manager RSS | %.0f MiB | %.0f MiB | ≤ 1,536 MiB |\n", c.ManagerRSSMiB, b.ManagerRSSMiB)
+			w("| kube-apiserver RSS | %.0f MiB | %.0f MiB | |\n", c.APIServerRSSMiB, b.APIServerRSSMiB)
+			w("| etcd RSS / database | %.0f / %.0f MiB | %.0f / %.0f MiB | |\n", c.EtcdRSSMiB, c.EtcdDBMiB, b.EtcdRSSMiB, b.EtcdDBMiB)
+			w("| tracker heap per code | %.0f B | %.0f B | ≤ 150 B |\n", c.TrackerHeapPerCode, b.TrackerHeapPerCode)
+			w("| full snapshot / a tracker's resync | %.1f MiB / %s | %.1f MiB / %s | |\n", float64(c.SnapshotBytes)/(1<<20), c.ResyncTook.Round(time.Millisecond), float64(b.SnapshotBytes)/(1<<20), b.ResyncTook.Round(time.Millisecond))
+			w("| one change → servable, p50 / p99 (an entry's code edited / a PromoCode created) | %s / %s | %s / %s | p99 ≤ 250 ms |\n", ms(c.EditP50), ms(c.EditP99), ms(b.P50), ms(b.P99))
+			w("| CPU (sets: until servable; PromoCodes: until reconciled) | %s | %s | |\n", cpuParts(c.CPUSeconds), cpuParts(b.CPUSeconds))
 		}
 	}
 	if extra, err := os.ReadFile(filepath.Join(filepath.Dir(path), "benchmarks-notes.md")); err == nil {
@@ -189,6 +197,15 @@ func (r *report) ratios() string {
 	return out.String()
 }
 
+func (r *report) hasSteps() bool {
+	for _, t := range r.Targets {
+		if len(t.Steps) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 func (r *report) hasSweep() bool {
 	for _, t := range r.Targets {
 		if len(t.Sweep) > 0 {
@@ -207,6 +224,9 @@ func (r *report) charts(docs string) error {
 	lat.Title.Text, lat.X.Label.Text, lat.Y.Label.Text = "p99 latency vs offered load", "offered req/s", "p99 (ms)"
 	lat.Y.Scale, lat.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{}
 	for i, t := range r.Targets {
+		if len(t.Steps) == 0 {
+			continue // no fixed-load steps (-loads= empty): nothing to plot
+		}
 		var a, l plotter.XYs
 		for _, s := range t.Steps {
 			a = append(a, plotter.XY{X: float64(s.Offered), Y: completed(s)})
@@ -236,4 +256,33 @@ func (r *report) charts(docs string) error {
 		return err
 	}
 	return lat.Save(7*vg.Inch, 4*vg.Inch, filepath.Join(docs, "img", "bench-latency.png"))
+}
+
+// cpuParts lists CPU seconds by process name, sorted.
+func cpuParts(m map[string]float64) string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	parts := make([]string, 0, len(names))
+	for _, n := range names {
+		parts = append(parts, fmt.Sprintf("%s %.0f s", n, m[n]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// baseline is the propagation run with the most PromoCodes: the catalogue's
+// baseline.
+func (r *report) baseline() (propagation, bool) {
+	if len(r.Catalogue) == 0 || len(r.Propagation) == 0 {
+		return propagation{}, false
+	}
+	b := r.Propagation[0]
+	for _, p := range r.Propagation {
+		if p.Existing > b.Existing {
+			b = p
+		}
+	}
+	return b, true
 }
