@@ -255,26 +255,21 @@ func (r *PromoCodeSetReconciler) setsOfOffer(ctx context.Context, obj client.Obj
 }
 
 // setsSharing lists the PromoCodeSets, other than self, with an entry on
-// any of the folded codes.
+// any of the folded codes (one directory lookup).
 func setsSharing(ctx context.Context, c client.Reader, codes []string, self client.Object) []reconcile.Request {
-	seen := map[client.ObjectKey]struct{}{}
-	if self != nil {
-		seen[client.ObjectKeyFromObject(self)] = struct{}{}
+	sets, err := kube.Resolver{Reader: c}.SetsWithCodes(ctx, codes)
+	if err != nil {
+		logf.FromContext(ctx).Error(err, "Failed to list PromoCodeSets sharing a code")
+		return nil
 	}
-	var reqs []reconcile.Request
-	res := kube.Resolver{Reader: c}
-	for _, f := range codes {
-		sets, err := res.SetsWithCode(ctx, f)
-		if err != nil {
-			logf.FromContext(ctx).Error(err, "Failed to list PromoCodeSets sharing a code")
-			return reqs
-		}
-		for _, s := range sets {
-			k := client.ObjectKeyFromObject(s)
-			if _, dup := seen[k]; !dup {
-				seen[k] = struct{}{}
-				reqs = append(reqs, reconcile.Request{NamespacedName: k})
-			}
+	var skip client.ObjectKey
+	if self != nil {
+		skip = client.ObjectKeyFromObject(self)
+	}
+	reqs := make([]reconcile.Request, 0, len(sets))
+	for _, s := range sets {
+		if k := client.ObjectKeyFromObject(s); k != skip {
+			reqs = append(reqs, reconcile.Request{NamespacedName: k})
 		}
 	}
 	return reqs

@@ -37,6 +37,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
+	"promocodes.dev/promo-operator/internal/kube"
 	"promocodes.dev/promo-operator/internal/testutil/fixtures"
 	"promocodes.dev/promo-operator/internal/testutil/pgtest"
 	"promocodes.dev/promo-operator/internal/testutil/poll"
@@ -115,17 +116,17 @@ func newFixtureWith(t *testing.T, configure func(*Config)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kube, err := client.New(restCfg, client.Options{Scheme: scheme})
+	kc, err := client.New(restCfg, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ns := fmt.Sprintf("portal-%d", time.Now().UnixNano())
-	if err := kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+	if err := kc.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		t.Fatal(err)
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	t.Cleanup(cancel)
-	c, err := cache.New(restCfg, cache.Options{Scheme: scheme, DefaultNamespaces: map[string]cache.Config{ns: {}}})
+	c, err := kube.NewCache(restCfg, cache.Options{Scheme: scheme, DefaultNamespaces: map[string]cache.Config{ns: {}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +152,7 @@ func newFixtureWith(t *testing.T, configure func(*Config)) *fixture {
 	srv := NewServer(scfg, &Store{Pool: pool}, &Codes{Reader: c}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
-	return &fixture{url: hs.URL, db: db, kube: kube, ns: ns}
+	return &fixture{url: hs.URL, db: db, kube: kc, ns: ns}
 }
 
 // insert adds n conversions, one second apart, the newest at base.

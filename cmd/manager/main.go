@@ -45,6 +45,7 @@ import (
 // options are the manager's flags.
 type options struct {
 	metricsAddr, probeAddr, routeAddr, routeTokenFile string
+	pprofAddr                                         string
 	enableWebhooks, routeTLS                          bool
 	webhookPort                                       int
 	certDir                                           string
@@ -62,6 +63,7 @@ type options struct {
 func main() {
 	var o options
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "metrics endpoint address (0 disables)")
+	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "", "serve net/http/pprof (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (empty: off; it is unauthenticated, never expose it)")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "health probe address: /healthz (alive) and /readyz (caches synced, first routing table built, webhook server serving)")
 	flag.StringVar(&o.routeAddr, "route-listen", ":8090", "route server address trackers connect to")
 	flag.StringVar(&o.routeTokenFile, "route-token-file", "", "file holding the bearer token trackers must present (required)")
@@ -150,6 +152,7 @@ func run(ctx context.Context, cfg *rest.Config, o options, draining *atomic.Bool
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress:        o.probeAddr,
+		PprofBindAddress:              o.pprofAddr,
 		LeaderElection:                o.leaderElect,
 		LeaderElectionID:              "promo-operator.tracking.promocodes.dev",
 		LeaderElectionNamespace:       o.namespace, // "" in a pod: the service account's
@@ -159,6 +162,7 @@ func run(ctx context.Context, cfg *rest.Config, o options, draining *atomic.Bool
 		RetryPeriod:                   &o.retryPeriod,
 		GracefulShutdownTimeout:       &o.gracefulShutdown,
 		WebhookServer:                 webhookServer, // its Start waits for the certificate
+		NewCache:                      kube.NewCache, // the PromoCodeSet folded-code directory
 		Cache: cache.Options{
 			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject:         map[client.Object]cache.ByObject{&corev1.Secret{}: {Transform: kube.HashSecretData}},

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
+	"promocodes.dev/promo-operator/internal/kube"
 	"promocodes.dev/promo-operator/portal"
 )
 
@@ -84,7 +85,7 @@ func run(log *slog.Logger) error {
 	if *namespace != "" {
 		opts.DefaultNamespaces = map[string]cache.Config{*namespace: {}}
 	}
-	codeCache, err := cache.New(restCfg, opts)
+	codeCache, err := kube.NewCache(restCfg, opts)
 	if err != nil {
 		return err
 	}

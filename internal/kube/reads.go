@@ -27,8 +27,18 @@ const (
 	IndexTokenSecret = "spec.tracking.tokenSecretRef.namespaced"
 )
 
-// SetupIndexes registers the field indexes.
+// SetupIndexes registers the field indexes and the PromoCodeSet folded-code
+// directory (IndexSetFoldedCode), on a cache made by NewCache: any other
+// FieldIndexer is refused, rather than left without the directory.
 func SetupIndexes(ctx context.Context, idx client.FieldIndexer) error {
+	sc, ok := idx.(*setCache)
+	if !ok {
+		return fmt.Errorf("indexing %s: %T is not a cache made by kube.NewCache (manager.Options.NewCache), which keeps the PromoCodeSet folded-code directory",
+			IndexSetFoldedCode, idx)
+	}
+	if err := sc.indexSetCodes(ctx); err != nil {
+		return fmt.Errorf("indexing %s: %w", IndexSetFoldedCode, err)
+	}
 	for _, i := range []struct {
 		obj   client.Object
 		field string
@@ -39,9 +49,6 @@ func SetupIndexes(ctx context.Context, idx client.FieldIndexer) error {
 		}},
 		{&trackingv1alpha1.PromoCode{}, IndexOfferRef, func(o client.Object) []string {
 			return []string{OfferKeyOf(o.(*trackingv1alpha1.PromoCode)).String()}
-		}},
-		{&trackingv1alpha1.PromoCodeSet{}, IndexSetFoldedCode, func(o client.Object) []string {
-			return FoldedCodes(o.(*trackingv1alpha1.PromoCodeSet))
 		}},
 		{&trackingv1alpha1.PromoCodeSet{}, IndexOfferRef, func(o client.Object) []string {
 			return []string{SetOfferKey(o.(*trackingv1alpha1.PromoCodeSet)).String()}

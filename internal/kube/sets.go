@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/maphash"
+	"maps"
+	"slices"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -16,9 +18,11 @@ import (
 // KindPromoCodeSet is the kind a set entry's claim names in messages.
 const KindPromoCodeSet = "PromoCodeSet"
 
-// IndexSetFoldedCode indexes PromoCodeSets by the folded code of every entry
-// (a multi-valued index: one value per distinct folded code). PromoCodeSets
-// are also indexed by IndexOfferRef ("namespace/offerRef.name").
+// IndexSetFoldedCode finds PromoCodeSets by the folded code of any entry.
+// It is not a client-go index but the folded-code directory of a cache made
+// by NewCache (see setDirectory), which SetupIndexes installs; read it with
+// Resolver.SetsWithCodes. PromoCodeSets are also indexed by IndexOfferRef
+// ("namespace/offerRef.name").
 const IndexSetFoldedCode = "spec.codes.code.folded"
 
 // SetRoute is the promo_code_ref conversions record for an entry of the set
@@ -94,8 +98,8 @@ func SetClaims(s *trackingv1alpha1.PromoCodeSet) []*routing.Claim {
 	return out
 }
 
-// FoldedCodes returns each distinct folded code of a set once (the values of
-// IndexSetFoldedCode).
+// FoldedCodes returns each distinct folded code of a set once (what the
+// folded-code directory records for it).
 func FoldedCodes(s *trackingv1alpha1.PromoCodeSet) []string {
 	seen := make(map[string]struct{}, len(s.Spec.Codes))
 	out := make([]string, 0, len(s.Spec.Codes))
@@ -172,13 +176,19 @@ func ChangedCodes(old, cur map[string]uint64) []string {
 	return out
 }
 
-// SetsWithCode lists the PromoCodeSets with an entry whose code folds to
-// folded. They are the cache's own objects (no deep copy, 5,000 entries
-// each): read them, never change them.
-func (r Resolver) SetsWithCode(ctx context.Context, folded string) ([]*trackingv1alpha1.PromoCodeSet, error) {
+// SetsWithCodes lists, each once, the PromoCodeSets the folded-code
+// directory holds for any of the folded codes, in one lookup. They are the
+// cache's own objects (no deep copy, 5,000 entries each): read them, never
+// change them. The directory may be a version ahead of the cache (see
+// setDirectory), so a set listed may lack the codes in the version returned:
+// callers check its entries, as ClaimsOn does.
+func (r Resolver) SetsWithCodes(ctx context.Context, folded []string) ([]*trackingv1alpha1.PromoCodeSet, error) {
+	if len(folded) == 0 {
+		return nil, nil
+	}
 	var list trackingv1alpha1.PromoCodeSetList
-	if err := r.Reader.List(ctx, &list, client.MatchingFields{IndexSetFoldedCode: folded}, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, fmt.Errorf("listing PromoCodeSets with code %s: %w", folded, err)
+	if err := r.Reader.List(ctx, &list, foldedCodesIn(folded), client.UnsafeDisableDeepCopy); err != nil {
+		return nil, fmt.Errorf("listing PromoCodeSets with any of %d codes: %w", len(folded), err)
 	}
 	out := make([]*trackingv1alpha1.PromoCodeSet, len(list.Items))
 	for i := range list.Items {
@@ -195,18 +205,17 @@ func (r Resolver) Claims(ctx context.Context, folded string) ([]*routing.Claim, 
 }
 
 // ClaimsOn returns every claim on each of the folded codes, across
-// PromoCodes and PromoCodeSet entries. Each set sharing any of the codes is
-// read once, in one pass over its entries, however many of its codes are
-// asked for: resolving a whole 5,000-entry set costs its entries plus those
-// of the sets it shares codes with, not 5,000 passes. Invalid entries claim
-// nothing.
+// PromoCodes and PromoCodeSet entries. The sets sharing any of the codes
+// come from one directory lookup (SetsWithCodes), and each is read once, in
+// one pass over its entries, however many of its codes are asked for:
+// resolving a whole 5,000-entry set costs its entries plus those of the sets
+// it shares codes with, not 5,000 passes. Invalid entries claim nothing.
 func (r Resolver) ClaimsOn(ctx context.Context, folded []string) (map[string][]*routing.Claim, error) {
 	want := make(map[string]struct{}, len(folded))
 	for _, f := range folded {
 		want[f] = struct{}{}
 	}
 	out := make(map[string][]*routing.Claim, len(want))
-	sets := map[routing.Ref]*trackingv1alpha1.PromoCodeSet{}
 	for f := range want {
 		var pcs trackingv1alpha1.PromoCodeList
 		if err := r.Reader.List(ctx, &pcs, client.MatchingFields{IndexFoldedCode: f}, client.UnsafeDisableDeepCopy); err != nil {
@@ -215,13 +224,10 @@ func (r Resolver) ClaimsOn(ctx context.Context, folded []string) (map[string][]*
 		for i := range pcs.Items {
 			out[f] = append(out[f], Claim(&pcs.Items[i]))
 		}
-		ss, err := r.SetsWithCode(ctx, f)
-		if err != nil {
-			return nil, err
-		}
-		for _, s := range ss {
-			sets[RefOf(s)] = s
-		}
+	}
+	sets, err := r.SetsWithCodes(ctx, slices.Collect(maps.Keys(want)))
+	if err != nil {
+		return nil, err
 	}
 	for _, s := range sets {
 		for i := range s.Spec.Codes {

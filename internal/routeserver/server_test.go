@@ -60,7 +60,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"},
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, NewCache: kube.NewCache,
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{&corev1.Secret{}: {Transform: kube.HashSecretData}}}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
