@@ -68,7 +68,7 @@ func runCatalogue(ctx context.Context, r *report, n int) error {
 		return err
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
-	s, err := devstack.Start(ctx, devstack.Options{Root: r.Root, Dir: dir, Out: os.Stdout})
+	s, err := devstack.Start(ctx, devstack.Options{Root: r.Root, Dir: dir, Out: os.Stdout, ManagerPprof: true})
 	if err != nil {
 		return err
 	}
@@ -124,6 +124,9 @@ func runCatalogue(ctx context.Context, r *report, n int) error {
 		cpu0[name], _ = cpuTicks(pid)
 	}
 	fmt.Printf("==> kubectl promo import: %d codes over %d offers\n", n, catalogueOffers)
+	profiles := newProfiler(ctx, s)
+	profiles.cpu("manager", s.ManagerPprofURL, profileWindow)
+	profiles.cpu("kube-apiserver", "", profileWindow)
 	start := time.Now()
 	for i, f := range files {
 		cmd := exec.CommandContext(ctx, plugin, append([]string{"import", f, "--offer", fmt.Sprintf("offer%d", i)}, kube...)...)
@@ -174,6 +177,8 @@ func runCatalogue(ctx context.Context, r *report, n int) error {
 	}
 	cat.SetsReadyTook = time.Since(start)
 
+	profiles.heap("manager", s.ManagerPprofURL)
+	profiles.wait()
 	cat.ManagerRSSMiB = rssMiB(pids["manager"])
 	cat.APIServerRSSMiB, cat.EtcdRSSMiB, cat.EtcdDBMiB = controlPlaneMemory(pids["kube-apiserver"], pids["etcd"])
 	runtimeGC(ctx, tracker.URL)

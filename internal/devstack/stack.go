@@ -45,6 +45,9 @@ type Options struct {
 	DatabaseURL string
 	// Out receives progress lines.
 	Out io.Writer
+	// ManagerPprof serves the manager's /debug/pprof on a free loopback port
+	// (Stack.ManagerPprofURL): the benchmarks profile it.
+	ManagerPprof bool
 }
 
 // Stack is a running product.
@@ -59,7 +62,10 @@ type Stack struct {
 	RouteURL       string
 	RouteToken     string
 	RouteTokenFile string
-	LogDir         string
+	// ManagerPprofURL is http://127.0.0.1:port of the manager's /debug/pprof
+	// (Options.ManagerPprof), else empty.
+	ManagerPprofURL string
+	LogDir          string
 
 	pgDir       string
 	Manager     *Proc
@@ -221,16 +227,27 @@ func (s *Stack) StartManager(ctx context.Context) error {
 		}
 		s.RouteURL = fmt.Sprintf("http://127.0.0.1:%d", s.managerPort.route)
 	}
-	s.logf("starting the manager (routes on %s, webhook on 127.0.0.1:%d)", s.RouteURL, s.Env.WebhookInstallOptions.LocalServingPort)
-	p, err := startProc("manager", s.LogDir, []string{"KUBECONFIG=" + s.Kubeconfig}, s.Bin("manager"),
-		"--metrics-bind-address=127.0.0.1:"+strconv.Itoa(s.managerPort.metrics),
-		"--health-probe-bind-address=127.0.0.1:"+strconv.Itoa(s.managerPort.health),
-		"--webhook-port="+strconv.Itoa(s.Env.WebhookInstallOptions.LocalServingPort),
-		"--webhook-cert-dir="+s.Env.WebhookInstallOptions.LocalServingCertDir,
+	args := []string{
+		"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(s.managerPort.metrics),
+		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(s.managerPort.health),
+		"--webhook-port=" + strconv.Itoa(s.Env.WebhookInstallOptions.LocalServingPort),
+		"--webhook-cert-dir=" + s.Env.WebhookInstallOptions.LocalServingCertDir,
 		"--cert-rotation=false", // envtest installed the webhook configuration with its own certificate
-		"--route-listen=127.0.0.1:"+strconv.Itoa(s.managerPort.route),
-		"--route-token-file="+s.RouteTokenFile,
-	)
+		"--route-listen=127.0.0.1:" + strconv.Itoa(s.managerPort.route),
+		"--route-token-file=" + s.RouteTokenFile,
+	}
+	if s.opts.ManagerPprof {
+		if s.ManagerPprofURL == "" {
+			port, err := FreePort()
+			if err != nil {
+				return err
+			}
+			s.ManagerPprofURL = fmt.Sprintf("http://127.0.0.1:%d", port)
+		}
+		args = append(args, "--pprof-bind-address="+strings.TrimPrefix(s.ManagerPprofURL, "http://"))
+	}
+	s.logf("starting the manager (routes on %s, webhook on 127.0.0.1:%d)", s.RouteURL, s.Env.WebhookInstallOptions.LocalServingPort)
+	p, err := startProc("manager", s.LogDir, []string{"KUBECONFIG=" + s.Kubeconfig}, s.Bin("manager"), args...)
 	if err != nil {
 		return err
 	}
