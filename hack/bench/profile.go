@@ -111,4 +111,3 @@ func (p *profiler) wait() {
 		}
 	}
 }
-
