@@ -112,16 +112,17 @@ type Entry struct {
 	Code string `json:"code"` // as written in the spec
 	// Ref is what conversions record as promo_code_ref: namespace/name of a
 	// PromoCode, namespace/promocodeset/name for a set's entry (Claim.Route).
-	Ref         string    `json:"ref"`
-	OfferRef    string    `json:"offerRef"`
-	AffiliateID int64     `json:"affiliateID"`
-	Start       time.Time `json:"start,omitzero"` // inclusive; zero: unbounded
-	End         time.Time `json:"end,omitzero"`   // exclusive; zero: unbounded
+	Ref         string `json:"ref"`
+	OfferRef    string `json:"offerRef"`
+	AffiliateID int64  `json:"affiliateID"`
+	Start       Date   `json:"start,omitzero"` // inclusive; zero: unbounded
+	End         Date   `json:"end,omitzero"`   // exclusive; zero: unbounded
 }
 
 // ActiveAt reports whether the entry's dates include t.
 func (e *Entry) ActiveAt(t time.Time) bool {
-	return (e.Start.IsZero() || !t.Before(e.Start)) && (e.End.IsZero() || t.Before(e.End))
+	s := secondOf(t)
+	return (e.Start.IsZero() || s >= e.Start.sec) && (e.End.IsZero() || s < e.End.sec)
 }
 
 // CodeGroup is every accepted PromoCode sharing one folded code, oldest first.
@@ -187,23 +188,28 @@ func (s Storefront) Equal(o Storefront) bool {
 		slices.Equal(s.OfferRefs, o.OfferRefs) && s.GoalAlias == o.GoalAlias && s.Amount == o.Amount
 }
 
-// The codes live in shardCount leaves under 256 nodes of 256 leaves; a leaf
-// is a slice of its codes sorted by folded code (40 bytes a code, where a Go
-// map took ~77 at 1M). A delta copies only the nodes and leaves it touches: a
-// set of 5,000 codes touches ~4,900 of 65,536 leaves (~8 % of the table)
-// where 256 flat shards were all touched, each delta copying the whole table.
+// The codes live in shardCount leaves under 256 nodes of 256 leaves. A leaf
+// holds its codes' entries in one array sorted by folded code, a group's
+// entries next to each other, oldest first, and beside it each entry's
+// folded code: 96 bytes for a code of 8 characters and one entry (the
+// 72-byte Entry, the folded key's string header and bytes, which the code
+// shares when equal), 113 with the allocator's rounding
+// (BenchmarkTableMemory/sets at 1M), where a slice of (folded code, entries)
+// took 172: 40 B a code, plus an allocation for each group's entries. A
+// delta copies only the nodes and leaves it touches: a set of 5,000 codes
+// touches ~4,900 of 65,536 leaves (~8 % of the table) where 256 flat shards
+// were all touched, each delta copying the whole table.
 const (
 	nodeCount  = 256
 	nodeLeaves = 256
 	shardCount = nodeCount * nodeLeaves
 )
 
-type slot struct {
-	folded  string
+// leaf is the codes of one shard: folded[i] is the folded code of entries[i].
+type leaf struct {
+	folded  []string
 	entries []Entry
 }
-
-type leaf = []slot
 
 type node [nodeLeaves]leaf
 
@@ -229,38 +235,95 @@ func shardOfBytes(b []byte) int { return int(maphash.Bytes(shardSeed, b) % shard
 
 func (t *Table) leaf(shard int) leaf { return t.nodes[shard/nodeLeaves][shard%nodeLeaves] }
 
-// search returns where folded is or would be in l.
-func search(l leaf, folded string) (int, bool) {
-	lo, hi := 0, len(l)
+// search returns where folded's entries start, or would, in l.
+func (l leaf) search(folded string) int {
+	lo, hi := 0, len(l.folded)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if l[m].folded < folded {
+		if l.folded[m] < folded {
 			lo = m + 1
 		} else {
 			hi = m
 		}
 	}
-	return lo, lo < len(l) && l[lo].folded == folded
+	return lo
 }
 
 // searchBytes is search for string(b), without converting.
-func searchBytes(l leaf, b []byte) []Entry {
-	lo, hi := 0, len(l)
+func (l leaf) searchBytes(b []byte) int {
+	lo, hi := 0, len(l.folded)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if l[m].folded < string(b) {
+		if l.folded[m] < string(b) {
 			lo = m + 1
 		} else {
 			hi = m
 		}
 	}
-	if lo < len(l) && l[lo].folded == string(b) {
-		return l[lo].entries
-	}
-	return nil
+	return lo
 }
 
-func compareSlots(a, b slot) int { return compareStrings(a.folded, b.folded) }
+// find returns where folded's entries are, or would be, in l: l.entries[lo:hi].
+func (l leaf) find(folded string) (lo, hi int) {
+	lo = l.search(folded)
+	for hi = lo; hi < len(l.folded) && l.folded[hi] == folded; hi++ {
+	}
+	return lo, hi
+}
+
+// groups yields each code of l, in order, with its entries.
+func (l leaf) groups(yield func(folded string, entries []Entry) bool) {
+	for lo := 0; lo < len(l.folded); {
+		hi := lo + 1
+		for hi < len(l.folded) && l.folded[hi] == l.folded[lo] {
+			hi++
+		}
+		if !yield(l.folded[lo], l.entries[lo:hi:hi]) {
+			return
+		}
+		lo = hi
+	}
+}
+
+// merge returns l with gs applied: gs is sorted by folded code, each group
+// replaces the code's entries, a group without entries deletes the code, and
+// of a code repeated the last counts. It returns the change in the number
+// of codes. l is unchanged; the new leaf holds copies of the groups' entries.
+func (l leaf) merge(gs []*CodeGroup) (leaf, int) {
+	n := len(l.entries)
+	for _, g := range gs {
+		n += len(g.Entries)
+	}
+	out := leaf{folded: make([]string, 0, n), entries: make([]Entry, 0, n)}
+	codes, o := 0, 0 // o: l is copied up to o
+	for k, g := range gs {
+		if k+1 < len(gs) && gs[k+1].Folded == g.Folded {
+			continue // a later group replaces this one
+		}
+		lo, hi := l.find(g.Folded) // lo >= o: gs and l are sorted alike
+		out.folded = append(out.folded, l.folded[o:lo]...)
+		out.entries = append(out.entries, l.entries[o:lo]...)
+		if hi > lo {
+			codes--
+		}
+		o = hi
+		for range g.Entries {
+			out.folded = append(out.folded, g.Folded)
+		}
+		out.entries = append(out.entries, g.Entries...)
+		if len(g.Entries) > 0 {
+			codes++
+		}
+	}
+	out.folded = append(out.folded, l.folded[o:]...)
+	out.entries = append(out.entries, l.entries[o:]...)
+	if len(out.entries) < n { // codes deleted or replaced by fewer entries: exactly sized
+		out = leaf{folded: slices.Clone(out.folded), entries: slices.Clone(out.entries)}
+	}
+	return out, codes
+}
+
+func compareGroups(a, b *CodeGroup) int { return compareStrings(a.Folded, b.Folded) }
 
 // interner makes equal strings share one copy: a decoded snapshot or delta
 // holds a copy of a ref per entry, where the 5,000 entries of a set, and the
@@ -286,7 +349,9 @@ func (in *interner) intern(s string) string {
 
 // compact interns an entry's refs and lets its code share the folded key
 // when they are equal, as most are (BenchmarkTableMemory/sets: 297 -> 229 B
-// per code at 1M for the refs).
+// per code at 1M for the refs). NewTable and Apply run it over the groups
+// in the order they were decoded, the order of their memory: in leaf order
+// it cost a cache miss an entry (NewTable at 1M codes: ~0.3 s more).
 func (in *interner) compact(folded string, es []Entry) {
 	for i := range es {
 		e := &es[i]
@@ -297,7 +362,9 @@ func (in *interner) compact(folded string, es []Entry) {
 	}
 }
 
-// NewTable builds a table from a snapshot.
+// NewTable builds a table from a snapshot. Of a code repeated, the last
+// group with entries counts. The table holds copies of the entries, after
+// compacting them in place (the same text in shared strings).
 func NewTable(s Snapshot) *Table {
 	t := &Table{version: s.Version, offers: make(map[string]*Offer, len(s.Offers)),
 		storefronts: make(map[string]*Storefront, len(s.Storefronts))}
@@ -312,41 +379,33 @@ func NewTable(s Snapshot) *Table {
 	for i := range t.nodes {
 		t.nodes[i] = emptyNode
 	}
-	for _, g := range s.Codes {
-		if len(g.Entries) == 0 {
+	byShard := make([][]*CodeGroup, shardCount)
+	for i := range s.Codes {
+		if g := &s.Codes[i]; len(g.Entries) > 0 {
+			in.compact(g.Folded, g.Entries)
+			sh := shardOf(g.Folded)
+			byShard[sh] = append(byShard[sh], g)
+		}
+	}
+	for sh, gs := range byShard {
+		if len(gs) == 0 {
 			continue
 		}
-		in.compact(g.Folded, g.Entries)
-		sh := shardOf(g.Folded)
+		slices.SortStableFunc(gs, compareGroups)
 		nd := t.nodes[sh/nodeLeaves]
 		if nd == emptyNode {
 			nd = &node{}
 			t.nodes[sh/nodeLeaves] = nd
 		}
-		nd[sh%nodeLeaves] = append(nd[sh%nodeLeaves], slot{g.Folded, g.Entries})
-	}
-	for _, nd := range t.nodes {
-		if nd == emptyNode {
-			continue
-		}
-		for i, l := range nd {
-			// Sorted, the last of a repeated code kept, exactly sized.
-			slices.SortStableFunc(l, compareSlots)
-			out := l[:0]
-			for j := range l {
-				if j+1 < len(l) && l[j+1].folded == l[j].folded {
-					continue
-				}
-				out = append(out, l[j])
-			}
-			nd[i] = slices.Clone(out)
-			t.codes += len(out)
-		}
+		var codes int
+		nd[sh%nodeLeaves], codes = leaf{}.merge(gs)
+		t.codes += codes
 	}
 	return t
 }
 
-// Apply returns a new table with d applied; t is unchanged.
+// Apply returns a new table with d applied; t is unchanged. As NewTable, it
+// compacts d's entries in place and holds copies of them.
 func (t *Table) Apply(d Delta) *Table {
 	n := &Table{version: d.Version, offers: t.offers, storefronts: t.storefronts, nodes: t.nodes, codes: t.codes}
 	if len(d.Offers) > 0 || len(d.DeletedOffers) > 0 {
@@ -385,53 +444,31 @@ func (t *Table) Apply(d Delta) *Table {
 	}
 	cs := make([]change, len(d.Codes))
 	for i := range d.Codes {
+		in.compact(d.Codes[i].Folded, d.Codes[i].Entries)
 		cs[i] = change{shardOf(d.Codes[i].Folded), &d.Codes[i]}
 	}
 	slices.SortStableFunc(cs, func(a, b change) int {
 		if a.shard != b.shard {
 			return a.shard - b.shard
 		}
-		return compareStrings(a.g.Folded, b.g.Folded)
+		return compareGroups(a.g, b.g)
 	})
 	var nodeCloned [nodeCount]bool
+	var gs []*CodeGroup
 	for i := 0; i < len(cs); {
 		sh := cs[i].shard
-		j := i
-		for j < len(cs) && cs[j].shard == sh {
-			j++
+		gs = gs[:0]
+		for ; i < len(cs) && cs[i].shard == sh; i++ {
+			gs = append(gs, cs[i].g)
 		}
 		ni, li := sh/nodeLeaves, sh%nodeLeaves
 		if !nodeCloned[ni] {
 			c := *t.nodes[ni]
 			n.nodes[ni], nodeCloned[ni] = &c, true
 		}
-		old := n.nodes[ni][li]
-		merged := make(leaf, 0, len(old)+j-i)
-		o := 0
-		for k := i; k < j; k++ {
-			g := cs[k].g
-			if k+1 < j && cs[k+1].g.Folded == g.Folded {
-				continue // a later group replaces this one
-			}
-			at, had := search(old[o:], g.Folded)
-			merged = append(merged, old[o:o+at]...)
-			o += at
-			if had {
-				o++
-				n.codes--
-			}
-			if len(g.Entries) > 0 {
-				in.compact(g.Folded, g.Entries)
-				merged = append(merged, slot{g.Folded, g.Entries})
-				n.codes++
-			}
-		}
-		merged = append(merged, old[o:]...)
-		if cap(merged) > len(merged) {
-			merged = slices.Clone(merged)
-		}
-		n.nodes[ni][li] = merged
-		i = j
+		var codes int
+		n.nodes[ni][li], codes = n.nodes[ni][li].merge(gs)
+		n.codes += codes
 	}
 	return n
 }
@@ -452,7 +489,7 @@ func (t *Table) Changes(d Delta) Delta {
 		}
 	}
 	for _, g := range d.Codes {
-		if !slices.EqualFunc(g.Entries, t.Group(g.Folded), Entry.Equal) {
+		if !slices.Equal(g.Entries, t.Group(g.Folded)) {
 			out.Codes = append(out.Codes, g)
 		}
 	}
@@ -475,20 +512,14 @@ func (d *Delta) Objects() int {
 	return len(d.Offers) + len(d.DeletedOffers) + len(d.Codes) + len(d.Storefronts) + len(d.DeletedStorefronts)
 }
 
-// Equal reports whether two entries route the same way.
-func (e Entry) Equal(o Entry) bool {
-	return e.Code == o.Code && e.Ref == o.Ref && e.OfferRef == o.OfferRef && e.AffiliateID == o.AffiliateID &&
-		e.Start.Equal(o.Start) && e.End.Equal(o.End)
-}
-
 // Snapshot returns the table's contents, sorted for stable output.
 func (t *Table) Snapshot() Snapshot {
 	s := t.head()
 	s.Codes = make([]CodeGroup, 0, t.codes)
 	for _, nd := range t.nodes {
 		for _, l := range nd {
-			for _, sl := range l {
-				s.Codes = append(s.Codes, CodeGroup{Folded: sl.folded, Entries: sl.entries})
+			for f, es := range l.groups {
+				s.Codes = append(s.Codes, CodeGroup{Folded: f, Entries: es})
 			}
 		}
 	}
@@ -527,11 +558,11 @@ func (t *Table) WriteSnapshot(w io.Writer) error {
 	sep := ""
 	for _, nd := range t.nodes {
 		for _, l := range nd {
-			for _, sl := range l {
+			for f, es := range l.groups {
 				if _, err := io.WriteString(w, sep); err != nil {
 					return err
 				}
-				if err := enc.Encode(CodeGroup{Folded: sl.folded, Entries: sl.entries}); err != nil {
+				if err := enc.Encode(CodeGroup{Folded: f, Entries: es}); err != nil {
 					return err
 				}
 				sep = ","
@@ -575,11 +606,12 @@ func (t *Table) Len() int { return t.codes }
 // Offers returns the number of offers.
 func (t *Table) Offers() int { return len(t.offers) }
 
-// Group returns the entries of a folded code.
+// Group returns the entries of a folded code; they are the table's, not to
+// be changed.
 func (t *Table) Group(folded string) []Entry {
 	l := t.leaf(shardOf(folded))
-	if i, ok := search(l, folded); ok {
-		return l[i].entries
+	if lo, hi := l.find(folded); lo < hi {
+		return l.entries[lo:hi:hi]
 	}
 	return nil
 }
@@ -635,8 +667,10 @@ func (t *Table) Lookup(q *Query) (Match, Outcome) {
 	if !ok {
 		return Match{}, BadCode
 	}
-	entries := searchBytes(t.leaf(shardOfBytes(buf[:n])), buf[:n])
-	if len(entries) == 0 {
+	key := buf[:n]
+	l := t.leaf(shardOfBytes(key))
+	i := l.searchBytes(key)
+	if i == len(l.folded) || l.folded[i] != string(key) {
 		return Match{}, UnknownCode
 	}
 	var m Match
@@ -644,8 +678,10 @@ func (t *Table) Lookup(q *Query) (Match, Outcome) {
 	if q.OfferID == 0 {
 		out = CodeNotActive
 	}
-	for i := range entries {
-		e := &entries[i]
+	// The code's entries, up to the first that matches: the key after them
+	// is read only when none before it did.
+	for ; i < len(l.folded) && l.folded[i] == string(key); i++ {
+		e := &l.entries[i]
 		o := t.offers[e.OfferRef]
 		if q.OfferID != 0 && (o == nil || o.ID != q.OfferID) {
 			continue
@@ -779,7 +815,7 @@ func CompileGroup(folded string, claims []*Claim) CodeGroup {
 	for _, c := range accepted {
 		g.Entries = append(g.Entries, Entry{
 			Code: c.Code, Ref: c.RouteRef(), OfferRef: c.OfferRef.String(),
-			AffiliateID: c.AffiliateID, Start: c.Start.UTC(), End: c.End.UTC(),
+			AffiliateID: c.AffiliateID, Start: DateOf(c.Start), End: DateOf(c.End),
 		})
 	}
 	return g
