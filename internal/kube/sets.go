@@ -259,7 +259,11 @@ func (r Resolver) ResolveSet(ctx context.Context, s *trackingv1alpha1.PromoCodeS
 func (r Resolver) ResolveSetCodes(ctx context.Context, s *trackingv1alpha1.PromoCodeSet, only map[string]bool) ([]*routing.Claim, []routing.CodeVerdict, error) {
 	claims := SetClaims(s)
 	verdicts := make([]routing.CodeVerdict, len(claims))
-	own := make(map[string][]int, min(len(claims), len(only)+1))
+	size := len(claims)
+	if only != nil {
+		size = min(size, len(only))
+	}
+	own := make(map[string][]int, size)
 	for i, c := range claims {
 		if c == nil {
 			verdicts[i] = routing.CodeVerdict{Reason: routing.ReasonInvalidSpec, Message: EntryInvalid(s, i)}
