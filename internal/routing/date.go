@@ -27,7 +27,7 @@ func DateOf(t time.Time) Date {
 	if t.IsZero() {
 		return Date{}
 	}
-	return Date{t.Unix() - zeroUnix}
+	return Date{secondOf(t)}
 }
 
 // secondOf is t's whole second on a Date's scale. t is at or after a Date
