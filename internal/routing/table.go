@@ -120,9 +120,11 @@ type Entry struct {
 }
 
 // ActiveAt reports whether the entry's dates include t.
-func (e *Entry) ActiveAt(t time.Time) bool {
+func (e *Entry) ActiveAt(t time.Time) bool { return activeAt(e.Start, e.End, t) }
+
+func activeAt(start, end Date, t time.Time) bool {
 	s := secondOf(t)
-	return (e.Start.IsZero() || s >= e.Start.sec) && (e.End.IsZero() || s < e.End.sec)
+	return (start.IsZero() || s >= start.sec) && (end.IsZero() || s < end.sec)
 }
 
 // CodeGroup is every accepted PromoCode sharing one folded code, oldest first.
@@ -191,24 +193,47 @@ func (s Storefront) Equal(o Storefront) bool {
 // The codes live in shardCount leaves under 256 nodes of 256 leaves. A leaf
 // holds its codes' entries in one array sorted by folded code, a group's
 // entries next to each other, oldest first, and beside it each entry's
-// folded code: 96 bytes for a code of 8 characters and one entry (the
-// 72-byte Entry, the folded key's string header and bytes, which the code
-// shares when equal), 113 with the allocator's rounding
-// (BenchmarkTableMemory/sets at 1M), where a slice of (folded code, entries)
-// took 172: 40 B a code, plus an allocation for each group's entries. A
-// delta copies only the nodes and leaves it touches: a set of 5,000 codes
-// touches ~4,900 of 65,536 leaves (~8 % of the table) where 256 flat shards
-// were all touched, each delta copying the whole table.
+// folded code. An entry there is a slot of 16 bytes: its affiliate and a
+// pointer to the source it shares with the other entries of its set (ref,
+// offer and dates), and its code is its folded key unless the leaf says
+// otherwise. A code of 8 characters and one entry takes 40 bytes (the
+// slot, the folded key's string header and bytes), 52 with the
+// allocator's rounding and the leaves' headers (BenchmarkTableMemory/sets
+// at 1M), where the 72-byte Entry in the leaves took 113 and a slice of
+// (folded code, entries) 172. A delta copies only the nodes and leaves it
+// touches: a set of 5,000 codes touches ~4,900 of 65,536 leaves (~8 % of
+// the table) where 256 flat shards were all touched, each delta copying
+// the whole table.
 const (
 	nodeCount  = 256
 	nodeLeaves = 256
 	shardCount = nodeCount * nodeLeaves
 )
 
-// leaf is the codes of one shard: folded[i] is the folded code of entries[i].
+// source is what an entry holds beyond its code and affiliate. The 5,000
+// entries of a set share one, so it is held once per NewTable or Apply
+// that brought them (interner.source): equal sources from different calls
+// stay apart, which keeps a table free of any registry spanning its
+// versions.
+type source struct {
+	ref, offerRef string
+	start, end    Date
+}
+
+// slot is an entry in a leaf.
+type slot struct {
+	src       *source
+	affiliate int64
+}
+
+// leaf is the codes of one shard: keys[i] is the folded code of slots[i].
+// When an entry's code is written other than its folded form (promo22 for
+// PROMO22), keys holds, after the n = len(slots) folded codes, the n codes
+// as written; most leaves have no such entry, and keys only the n keys, so
+// the codes cost nothing where they equal the keys.
 type leaf struct {
-	folded  []string
-	entries []Entry
+	keys  []string
+	slots []slot
 }
 
 type node [nodeLeaves]leaf
@@ -235,12 +260,35 @@ func shardOfBytes(b []byte) int { return int(maphash.Bytes(shardSeed, b) % shard
 
 func (t *Table) leaf(shard int) leaf { return t.nodes[shard/nodeLeaves][shard%nodeLeaves] }
 
+// code returns the code of slots[i] as written.
+func (l leaf) code(i int) string {
+	if n := len(l.slots); len(l.keys) > n {
+		return l.keys[n+i]
+	}
+	return l.keys[i]
+}
+
+// entry returns slots[i] as the Entry it stands for.
+func (l leaf) entry(i int) Entry {
+	s := &l.slots[i]
+	return Entry{Code: l.code(i), Ref: s.src.ref, OfferRef: s.src.offerRef, AffiliateID: s.affiliate,
+		Start: s.src.start, End: s.src.end}
+}
+
+// appendEntries appends the entries of slots[lo:hi] to dst.
+func (l leaf) appendEntries(dst []Entry, lo, hi int) []Entry {
+	for i := lo; i < hi; i++ {
+		dst = append(dst, l.entry(i))
+	}
+	return dst
+}
+
 // search returns where folded's entries start, or would, in l.
 func (l leaf) search(folded string) int {
-	lo, hi := 0, len(l.folded)
+	lo, hi := 0, len(l.slots)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if l.folded[m] < folded {
+		if l.keys[m] < folded {
 			lo = m + 1
 		} else {
 			hi = m
@@ -251,10 +299,10 @@ func (l leaf) search(folded string) int {
 
 // searchBytes is search for string(b), without converting.
 func (l leaf) searchBytes(b []byte) int {
-	lo, hi := 0, len(l.folded)
+	lo, hi := 0, len(l.slots)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if l.folded[m] < string(b) {
+		if l.keys[m] < string(b) {
 			lo = m + 1
 		} else {
 			hi = m
@@ -263,74 +311,121 @@ func (l leaf) searchBytes(b []byte) int {
 	return lo
 }
 
-// find returns where folded's entries are, or would be, in l: l.entries[lo:hi].
+// find returns where folded's entries are, or would be, in l: l.slots[lo:hi].
 func (l leaf) find(folded string) (lo, hi int) {
 	lo = l.search(folded)
-	for hi = lo; hi < len(l.folded) && l.folded[hi] == folded; hi++ {
+	for hi = lo; hi < len(l.slots) && l.keys[hi] == folded; hi++ {
 	}
 	return lo, hi
 }
 
-// groups yields each code of l, in order, with its entries.
-func (l leaf) groups(yield func(folded string, entries []Entry) bool) {
-	for lo := 0; lo < len(l.folded); {
+// groups yields where each code of l has its entries, in order: l.slots[lo:hi].
+func (l leaf) groups(yield func(lo, hi int) bool) {
+	for lo := 0; lo < len(l.slots); {
 		hi := lo + 1
-		for hi < len(l.folded) && l.folded[hi] == l.folded[lo] {
+		for hi < len(l.slots) && l.keys[hi] == l.keys[lo] {
 			hi++
 		}
-		if !yield(l.folded[lo], l.entries[lo:hi:hi]) {
+		if !yield(lo, hi) {
 			return
 		}
 		lo = hi
 	}
 }
 
-// merge returns l with gs applied: gs is sorted by folded code, each group
-// replaces the code's entries, a group without entries deletes the code, and
-// of a code repeated the last counts. It returns the change in the number
-// of codes. l is unchanged; the new leaf holds copies of the groups' entries.
-func (l leaf) merge(gs []*CodeGroup) (leaf, int) {
-	n := len(l.entries)
-	for _, g := range gs {
-		n += len(g.Entries)
-	}
-	out := leaf{folded: make([]string, 0, n), entries: make([]Entry, 0, n)}
-	codes, o := 0, 0 // o: l is copied up to o
-	for k, g := range gs {
-		if k+1 < len(gs) && gs[k+1].Folded == g.Folded {
-			continue // a later group replaces this one
-		}
-		lo, hi := l.find(g.Folded) // lo >= o: gs and l are sorted alike
-		out.folded = append(out.folded, l.folded[o:lo]...)
-		out.entries = append(out.entries, l.entries[o:lo]...)
-		if hi > lo {
-			codes--
-		}
-		o = hi
-		for range g.Entries {
-			out.folded = append(out.folded, g.Folded)
-		}
-		out.entries = append(out.entries, g.Entries...)
-		if len(g.Entries) > 0 {
-			codes++
-		}
-	}
-	out.folded = append(out.folded, l.folded[o:]...)
-	out.entries = append(out.entries, l.entries[o:]...)
-	if len(out.entries) < n { // codes deleted or replaced by fewer entries: exactly sized
-		out = leaf{folded: slices.Clone(out.folded), entries: slices.Clone(out.entries)}
-	}
-	return out, codes
+// pending is a code group on its way into leaves: its entries as slots and,
+// only when one of them is written other than folded, every entry's code.
+type pending struct {
+	folded string
+	slots  []slot
+	codes  []string // nil: each code is folded
 }
 
-func compareGroups(a, b *CodeGroup) int { return compareStrings(a.Folded, b.Folded) }
+// merge returns l with ps applied: ps is sorted by folded code, each group
+// replaces the code's entries, a group without entries deletes the code, and
+// of a code repeated the last counts. It returns the change in the number
+// of codes. l is unchanged; the new leaf holds copies of the groups' slots.
+func (l leaf) merge(ps []*pending) (leaf, int) {
+	n := len(l.slots)
+	written := len(l.keys) > n // some code is written other than its key
+	for _, p := range ps {
+		n += len(p.slots)
+		written = written || p.codes != nil
+	}
+	var keys, codes []string
+	slots := make([]slot, 0, n)
+	if written {
+		keys = make([]string, 0, 2*n)
+		codes = keys[n : n : 2*n] // the second half of the same array
+	} else {
+		keys = make([]string, 0, n)
+	}
+	old := func(lo, hi int) { // copies l's entries lo to hi
+		keys = append(keys, l.keys[lo:hi]...)
+		slots = append(slots, l.slots[lo:hi]...)
+		if written {
+			for i := lo; i < hi; i++ {
+				codes = append(codes, l.code(i))
+			}
+		}
+	}
+	delta, o := 0, 0 // o: l is copied up to o
+	for k, p := range ps {
+		if k+1 < len(ps) && ps[k+1].folded == p.folded {
+			continue // a later group replaces this one
+		}
+		lo, hi := l.find(p.folded) // lo >= o: ps and l are sorted alike
+		old(o, lo)
+		if hi > lo {
+			delta--
+		}
+		o = hi
+		for i := range p.slots {
+			keys = append(keys, p.folded)
+			if written {
+				if p.codes != nil {
+					codes = append(codes, p.codes[i])
+				} else {
+					codes = append(codes, p.folded)
+				}
+			}
+		}
+		slots = append(slots, p.slots...)
+		if len(p.slots) > 0 {
+			delta++
+		}
+	}
+	old(o, len(l.slots))
+	out := leaf{keys: keys, slots: slots}
+	if written {
+		if !slices.Equal(keys, codes) { // the codes follow the keys
+			out.keys = append(keys, codes...)
+		}
+		if len(out.keys) < cap(keys) || len(slots) < n { // exactly sized
+			out = leaf{keys: slices.Clone(out.keys), slots: slices.Clone(slots)}
+		}
+	} else if len(slots) < n { // codes deleted or replaced by fewer entries: exactly sized
+		out = leaf{keys: slices.Clone(keys), slots: slices.Clone(slots)}
+	}
+	return out, delta
+}
 
-// interner makes equal strings share one copy: a decoded snapshot or delta
-// holds a copy of a ref per entry, where the 5,000 entries of a set, and the
-// codes of an offer, can share one string.
+func comparePending(a, b *pending) int { return compareStrings(a.folded, b.folded) }
+
+// interner makes equal strings and sources share one copy: a decoded
+// snapshot or delta holds a copy of a ref per entry, where the 5,000 entries
+// of a set, and the codes of an offer, can share one string, and the
+// entries of a set one source.
 type interner struct {
 	offers map[string]*Offer // refs of these are used as they are
 	refs   map[string]string
+	// byRef is the first source of each route ref, sources every other
+	// source: a ref is a PromoCode, one source, or a set, most often one
+	// too, so the map of every source, hashing four fields, holds only the
+	// few of sets whose entries differ in dates.
+	byRef   map[string]*source
+	sources map[source]*source
+	last    *source // the source of the previous entry, most often the next one's
 }
 
 func (in *interner) intern(s string) string {
@@ -347,24 +442,65 @@ func (in *interner) intern(s string) string {
 	return s
 }
 
-// compact interns an entry's refs and lets its code share the folded key
-// when they are equal, as most are (BenchmarkTableMemory/sets: 297 -> 229 B
-// per code at 1M for the refs). NewTable and Apply run it over the groups
-// in the order they were decoded, the order of their memory: in leaf order
-// it cost a cache miss an entry (NewTable at 1M codes: ~0.3 s more).
-func (in *interner) compact(folded string, es []Entry) {
-	for i := range es {
-		e := &es[i]
-		e.Ref, e.OfferRef = in.intern(e.Ref), in.intern(e.OfferRef)
-		if e.Code == folded {
-			e.Code = folded
+// source returns the source of e, the one of an earlier entry when equal.
+func (in *interner) source(e *Entry) *source {
+	k := source{e.Ref, e.OfferRef, e.Start, e.End}
+	if in.last != nil && *in.last == k {
+		return in.last
+	}
+	s := in.byRef[e.Ref]
+	switch {
+	case s == nil:
+		s = &source{e.Ref, in.intern(e.OfferRef), e.Start, e.End}
+		if in.byRef == nil {
+			in.byRef = map[string]*source{}
+		}
+		in.byRef[s.ref] = s
+	case *s != k:
+		if o := in.sources[k]; o != nil {
+			s = o
+			break
+		}
+		s = &source{s.ref, in.intern(e.OfferRef), e.Start, e.End}
+		if in.sources == nil {
+			in.sources = map[source]*source{}
+		}
+		in.sources[*s] = s
+	}
+	in.last = s
+	return s
+}
+
+// pending returns g on its way into leaves, its slots in slots[:len(g.Entries)].
+// NewTable and Apply run it over the groups in the order they were decoded,
+// the order of their memory: reading the entries in leaf order cost a cache
+// miss an entry (NewTable at 1M codes: ~0.3 s more). A code equal to its
+// folded form, as most are, is not kept: the leaf's key stands for it.
+func (in *interner) pending(g *CodeGroup, slots []slot) pending {
+	p := pending{folded: g.Folded, slots: slots[:len(g.Entries):len(g.Entries)]}
+	for i := range g.Entries {
+		e := &g.Entries[i]
+		p.slots[i] = slot{in.source(e), e.AffiliateID}
+		if e.Code != g.Folded && p.codes == nil {
+			p.codes = make([]string, len(g.Entries))
+			for j := range i {
+				p.codes[j] = g.Folded
+			}
+		}
+		if p.codes != nil {
+			p.codes[i] = e.Code
+			if e.Code == g.Folded {
+				p.codes[i] = g.Folded
+			}
 		}
 	}
+	return p
 }
 
 // NewTable builds a table from a snapshot. Of a code repeated, the last
-// group with entries counts. The table holds copies of the entries, after
-// compacting them in place (the same text in shared strings).
+// group with entries counts. The table holds none of s's entries, only some
+// of their strings: one copy of each ref, and the codes written other than
+// their folded form.
 func NewTable(s Snapshot) *Table {
 	t := &Table{version: s.Version, offers: make(map[string]*Offer, len(s.Offers)),
 		storefronts: make(map[string]*Storefront, len(s.Storefronts))}
@@ -379,19 +515,26 @@ func NewTable(s Snapshot) *Table {
 	for i := range t.nodes {
 		t.nodes[i] = emptyNode
 	}
-	byShard := make([][]*CodeGroup, shardCount)
+	entries := 0
+	for i := range s.Codes {
+		entries += len(s.Codes[i].Entries)
+	}
+	slots := make([]slot, entries) // the groups' slots until merged into leaves
+	ps := make([]pending, len(s.Codes))
+	byShard := make([][]*pending, shardCount)
 	for i := range s.Codes {
 		if g := &s.Codes[i]; len(g.Entries) > 0 {
-			in.compact(g.Folded, g.Entries)
+			ps[i] = in.pending(g, slots)
+			slots = slots[len(g.Entries):]
 			sh := shardOf(g.Folded)
-			byShard[sh] = append(byShard[sh], g)
+			byShard[sh] = append(byShard[sh], &ps[i])
 		}
 	}
 	for sh, gs := range byShard {
 		if len(gs) == 0 {
 			continue
 		}
-		slices.SortStableFunc(gs, compareGroups)
+		slices.SortStableFunc(gs, comparePending)
 		nd := t.nodes[sh/nodeLeaves]
 		if nd == emptyNode {
 			nd = &node{}
@@ -405,7 +548,7 @@ func NewTable(s Snapshot) *Table {
 }
 
 // Apply returns a new table with d applied; t is unchanged. As NewTable, it
-// compacts d's entries in place and holds copies of them.
+// holds none of d's entries, only some of their strings.
 func (t *Table) Apply(d Delta) *Table {
 	n := &Table{version: d.Version, offers: t.offers, storefronts: t.storefronts, nodes: t.nodes, codes: t.codes}
 	if len(d.Offers) > 0 || len(d.DeletedOffers) > 0 {
@@ -440,26 +583,34 @@ func (t *Table) Apply(d Delta) *Table {
 	// The delta's groups by leaf, then code; of a code repeated, the last.
 	type change struct {
 		shard int
-		g     *CodeGroup
+		p     *pending
 	}
+	entries := 0
+	for i := range d.Codes {
+		entries += len(d.Codes[i].Entries)
+	}
+	slots := make([]slot, entries)
+	ps := make([]pending, len(d.Codes))
 	cs := make([]change, len(d.Codes))
 	for i := range d.Codes {
-		in.compact(d.Codes[i].Folded, d.Codes[i].Entries)
-		cs[i] = change{shardOf(d.Codes[i].Folded), &d.Codes[i]}
+		g := &d.Codes[i]
+		ps[i] = in.pending(g, slots)
+		slots = slots[len(g.Entries):]
+		cs[i] = change{shardOf(g.Folded), &ps[i]}
 	}
 	slices.SortStableFunc(cs, func(a, b change) int {
 		if a.shard != b.shard {
 			return a.shard - b.shard
 		}
-		return compareGroups(a.g, b.g)
+		return comparePending(a.p, b.p)
 	})
 	var nodeCloned [nodeCount]bool
-	var gs []*CodeGroup
+	var gs []*pending
 	for i := 0; i < len(cs); {
 		sh := cs[i].shard
 		gs = gs[:0]
 		for ; i < len(cs) && cs[i].shard == sh; i++ {
-			gs = append(gs, cs[i].g)
+			gs = append(gs, cs[i].p)
 		}
 		ni, li := sh/nodeLeaves, sh%nodeLeaves
 		if !nodeCloned[ni] {
@@ -489,7 +640,7 @@ func (t *Table) Changes(d Delta) Delta {
 		}
 	}
 	for _, g := range d.Codes {
-		if !slices.Equal(g.Entries, t.Group(g.Folded)) {
+		if !t.holds(g.Folded, g.Entries) {
 			out.Codes = append(out.Codes, g)
 		}
 	}
@@ -512,14 +663,39 @@ func (d *Delta) Objects() int {
 	return len(d.Offers) + len(d.DeletedOffers) + len(d.Codes) + len(d.Storefronts) + len(d.DeletedStorefronts)
 }
 
-// Snapshot returns the table's contents, sorted for stable output.
+// holds reports whether folded's entries in t are es (none when es is empty).
+func (t *Table) holds(folded string, es []Entry) bool {
+	l := t.leaf(shardOf(folded))
+	lo, hi := l.find(folded)
+	if hi-lo != len(es) {
+		return false
+	}
+	for i := range es {
+		if l.entry(lo+i) != es[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Snapshot returns the table's contents, sorted for stable output. Its
+// entries are made from the leaves' slots, all in one array.
 func (t *Table) Snapshot() Snapshot {
 	s := t.head()
 	s.Codes = make([]CodeGroup, 0, t.codes)
+	entries := 0
 	for _, nd := range t.nodes {
 		for _, l := range nd {
-			for f, es := range l.groups {
-				s.Codes = append(s.Codes, CodeGroup{Folded: f, Entries: es})
+			entries += len(l.slots)
+		}
+	}
+	es := make([]Entry, 0, entries)
+	for _, nd := range t.nodes {
+		for _, l := range nd {
+			for lo, hi := range l.groups {
+				from := len(es)
+				es = l.appendEntries(es, lo, hi)
+				s.Codes = append(s.Codes, CodeGroup{Folded: l.keys[lo], Entries: es[from:len(es):len(es)]})
 			}
 		}
 	}
@@ -528,9 +704,9 @@ func (t *Table) Snapshot() Snapshot {
 }
 
 // WriteSnapshot writes the table as a Snapshot's JSON, its codes unsorted,
-// one group at a time: a tracker saving a table of a million codes holds
-// neither a sorted copy of it nor its whole encoding (json.Marshal would,
-// and keep the buffer in its pool).
+// one group at a time, its entries made in one reused buffer: a tracker
+// saving a table of a million codes holds neither a sorted copy of it nor
+// its whole encoding (json.Marshal would, and keep the buffer in its pool).
 func (t *Table) WriteSnapshot(w io.Writer) error {
 	h := t.head()
 	enc := json.NewEncoder(w)
@@ -556,13 +732,15 @@ func (t *Table) WriteSnapshot(w io.Writer) error {
 		return err
 	}
 	sep := ""
+	var es []Entry
 	for _, nd := range t.nodes {
 		for _, l := range nd {
-			for f, es := range l.groups {
+			for lo, hi := range l.groups {
 				if _, err := io.WriteString(w, sep); err != nil {
 					return err
 				}
-				if err := enc.Encode(CodeGroup{Folded: f, Entries: es}); err != nil {
+				es = l.appendEntries(es[:0], lo, hi)
+				if err := enc.Encode(CodeGroup{Folded: l.keys[lo], Entries: es}); err != nil {
 					return err
 				}
 				sep = ","
@@ -606,12 +784,12 @@ func (t *Table) Len() int { return t.codes }
 // Offers returns the number of offers.
 func (t *Table) Offers() int { return len(t.offers) }
 
-// Group returns the entries of a folded code; they are the table's, not to
-// be changed.
+// Group returns the entries of a folded code, made for the caller (a leaf
+// holds slots, not entries), or nil.
 func (t *Table) Group(folded string) []Entry {
 	l := t.leaf(shardOf(folded))
 	if lo, hi := l.find(folded); lo < hi {
-		return l.entries[lo:hi:hi]
+		return l.appendEntries(make([]Entry, 0, hi-lo), lo, hi)
 	}
 	return nil
 }
@@ -653,9 +831,10 @@ type Query struct {
 	At        time.Time
 }
 
-// Match is a successful attribution.
+// Match is a successful attribution. Entry is a copy, made from the
+// table's slot when matched: a leaf holds no Entry to point at.
 type Match struct {
-	Entry *Entry
+	Entry Entry
 	Offer *Offer
 	Goal  *Goal
 }
@@ -670,7 +849,7 @@ func (t *Table) Lookup(q *Query) (Match, Outcome) {
 	key := buf[:n]
 	l := t.leaf(shardOfBytes(key))
 	i := l.searchBytes(key)
-	if i == len(l.folded) || l.folded[i] != string(key) {
+	if i == len(l.slots) || l.keys[i] != string(key) {
 		return Match{}, UnknownCode
 	}
 	var m Match
@@ -680,20 +859,20 @@ func (t *Table) Lookup(q *Query) (Match, Outcome) {
 	}
 	// The code's entries, up to the first that matches: the key after them
 	// is read only when none before it did.
-	for ; i < len(l.folded) && l.folded[i] == string(key); i++ {
-		e := &l.entries[i]
-		o := t.offers[e.OfferRef]
+	for ; i < len(l.slots) && l.keys[i] == string(key); i++ {
+		src := l.slots[i].src
+		o := t.offers[src.offerRef]
 		if q.OfferID != 0 && (o == nil || o.ID != q.OfferID) {
 			continue
 		}
-		if o == nil || !o.Enabled || !e.ActiveAt(q.At) {
+		if o == nil || !o.Enabled || !activeAt(src.start, src.end, q.At) {
 			out = CodeNotActive
 			if q.OfferID != 0 {
 				break
 			}
 			continue
 		}
-		m.Entry, m.Offer, out = e, o, OK
+		m.Offer, out = o, OK
 		break
 	}
 	if out != OK {
@@ -702,6 +881,7 @@ func (t *Table) Lookup(q *Query) (Match, Outcome) {
 	if m.Goal = m.Offer.goal(q.GoalID, q.GoalAlias); m.Goal == nil {
 		return Match{}, UnknownGoal
 	}
+	m.Entry = l.entry(i)
 	return m, OK
 }
 

@@ -82,8 +82,8 @@ func TestLookup(t *testing.T) {
 				t.Fatalf("outcome %s, want %s", out, tc.out)
 			}
 			if out != OK {
-				if m.Entry != nil {
-					t.Fatal("a failed lookup returned an entry")
+				if m != (Match{}) {
+					t.Fatal("a failed lookup returned a match")
 				}
 				return
 			}
