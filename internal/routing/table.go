@@ -192,18 +192,18 @@ func (s Storefront) Equal(o Storefront) bool {
 
 // The codes live in shardCount leaves under 256 nodes of 256 leaves. A leaf
 // holds its codes' entries in one array sorted by folded code, a group's
-// entries next to each other, oldest first, and beside it each entry's
-// folded code. An entry there is a slot of 16 bytes: its affiliate and a
-// pointer to the source it shares with the other entries of its set (ref,
-// offer and dates), and its code is its folded key unless the leaf says
-// otherwise. A code of 8 characters and one entry takes 40 bytes (the
-// slot, the folded key's string header and bytes), 52 with the
+// entries next to each other, oldest first, and beside it the folded codes
+// end to end in one string. An entry there is a slot of 16 bytes: its
+// affiliate and a pointer to the source it shares with the other entries
+// of its set (ref, offer and dates); its code is its folded key unless the
+// leaf says otherwise. A code of 8 characters and one entry takes 28 bytes
+// (the slot, the key's 8 bytes and its 4-byte offset), 34 with the
 // allocator's rounding and the leaves' headers (BenchmarkTableMemory/sets
-// at 1M), where the 72-byte Entry in the leaves took 113 and a slice of
-// (folded code, entries) 172. A delta copies only the nodes and leaves it
-// touches: a set of 5,000 codes touches ~4,900 of 65,536 leaves (~8 % of
-// the table) where 256 flat shards were all touched, each delta copying
-// the whole table.
+// at 1M), where the 72-byte Entry in the leaves, beside a string per key,
+// took 113 and a slice of (folded code, entries) 172. A delta copies only
+// the nodes and leaves it touches: a set of 5,000 codes touches ~4,900 of
+// 65,536 leaves (~8 % of the table) where 256 flat shards were all
+// touched, each delta copying the whole table.
 const (
 	nodeCount  = 256
 	nodeLeaves = 256
@@ -226,13 +226,16 @@ type slot struct {
 	affiliate int64
 }
 
-// leaf is the codes of one shard: keys[i] is the folded code of slots[i].
-// When an entry's code is written other than its folded form (promo22 for
-// PROMO22), keys holds, after the n = len(slots) folded codes, the n codes
-// as written; most leaves have no such entry, and keys only the n keys, so
-// the codes cost nothing where they equal the keys.
+// leaf is the codes of one shard: the folded code of slots[i] is key(i),
+// keys[off[i]:off[i+1]], all of them end to end in one string, which spares
+// each code a string header and an allocation of its own. When an entry's
+// code is written other than its folded form (promo22 for PROMO22), keys
+// holds after the n = len(slots) folded codes the n codes as written, and
+// off 2n+1 offsets instead of n+1; most leaves have no such entry, so the
+// codes cost nothing where they equal the keys.
 type leaf struct {
-	keys  []string
+	keys  string
+	off   []uint32
 	slots []slot
 }
 
@@ -258,25 +261,28 @@ func shardOf(folded string) int { return int(maphash.String(shardSeed, folded) %
 // shardOfBytes equals shardOf(string(b)) without converting.
 func shardOfBytes(b []byte) int { return int(maphash.Bytes(shardSeed, b) % shardCount) }
 
-func (t *Table) leaf(shard int) leaf { return t.nodes[shard/nodeLeaves][shard%nodeLeaves] }
+func (t *Table) leaf(shard int) *leaf { return &t.nodes[shard/nodeLeaves][shard%nodeLeaves] }
+
+// key returns the folded code of slots[i].
+func (l *leaf) key(i int) string { return l.keys[l.off[i]:l.off[i+1]] }
 
 // code returns the code of slots[i] as written.
-func (l leaf) code(i int) string {
-	if n := len(l.slots); len(l.keys) > n {
-		return l.keys[n+i]
+func (l *leaf) code(i int) string {
+	if len(l.off) > len(l.slots)+1 {
+		i += len(l.slots)
 	}
-	return l.keys[i]
+	return l.key(i)
 }
 
 // entry returns slots[i] as the Entry it stands for.
-func (l leaf) entry(i int) Entry {
-	s := &l.slots[i]
-	return Entry{Code: l.code(i), Ref: s.src.ref, OfferRef: s.src.offerRef, AffiliateID: s.affiliate,
-		Start: s.src.start, End: s.src.end}
+func (l *leaf) entry(i int) Entry {
+	src := l.slots[i].src
+	return Entry{Code: l.code(i), Ref: src.ref, OfferRef: src.offerRef, AffiliateID: l.slots[i].affiliate,
+		Start: src.start, End: src.end}
 }
 
 // appendEntries appends the entries of slots[lo:hi] to dst.
-func (l leaf) appendEntries(dst []Entry, lo, hi int) []Entry {
+func (l *leaf) appendEntries(dst []Entry, lo, hi int) []Entry {
 	for i := lo; i < hi; i++ {
 		dst = append(dst, l.entry(i))
 	}
@@ -284,11 +290,11 @@ func (l leaf) appendEntries(dst []Entry, lo, hi int) []Entry {
 }
 
 // search returns where folded's entries start, or would, in l.
-func (l leaf) search(folded string) int {
+func (l *leaf) search(folded string) int {
 	lo, hi := 0, len(l.slots)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if l.keys[m] < folded {
+		if l.key(m) < folded {
 			lo = m + 1
 		} else {
 			hi = m
@@ -298,11 +304,11 @@ func (l leaf) search(folded string) int {
 }
 
 // searchBytes is search for string(b), without converting.
-func (l leaf) searchBytes(b []byte) int {
+func (l *leaf) searchBytes(b []byte) int {
 	lo, hi := 0, len(l.slots)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if l.keys[m] < string(b) {
+		if l.key(m) < string(b) {
 			lo = m + 1
 		} else {
 			hi = m
@@ -312,18 +318,18 @@ func (l leaf) searchBytes(b []byte) int {
 }
 
 // find returns where folded's entries are, or would be, in l: l.slots[lo:hi].
-func (l leaf) find(folded string) (lo, hi int) {
+func (l *leaf) find(folded string) (lo, hi int) {
 	lo = l.search(folded)
-	for hi = lo; hi < len(l.slots) && l.keys[hi] == folded; hi++ {
+	for hi = lo; hi < len(l.slots) && l.key(hi) == folded; hi++ {
 	}
 	return lo, hi
 }
 
 // groups yields where each code of l has its entries, in order: l.slots[lo:hi].
-func (l leaf) groups(yield func(lo, hi int) bool) {
+func (l *leaf) groups(yield func(lo, hi int) bool) {
 	for lo := 0; lo < len(l.slots); {
 		hi := lo + 1
-		for hi < len(l.slots) && l.keys[hi] == l.keys[lo] {
+		for hi < len(l.slots) && l.key(hi) == l.key(lo) {
 			hi++
 		}
 		if !yield(lo, hi) {
@@ -341,73 +347,85 @@ type pending struct {
 	codes  []string // nil: each code is folded
 }
 
+// builder is where merge makes a leaf, reused from leaf to leaf: the leaf
+// is then copied out of it exactly sized.
+type builder struct {
+	keys  []byte
+	off   []uint32
+	slots []slot
+	// Once a code differs from its key (written), every code, in codes,
+	// ending at ends.
+	codes   []byte
+	ends    []uint32
+	written bool
+}
+
+func (b *builder) add(key, code string, s slot) {
+	b.keys = append(b.keys, key...)
+	b.off = append(b.off, uint32(len(b.keys)))
+	b.slots = append(b.slots, s)
+	if !b.written && code != key { // the codes so far are their keys
+		b.written = true
+		b.codes = append(b.codes[:0], b.keys[:len(b.keys)-len(key)]...)
+		b.ends = append(b.ends[:0], b.off[1:len(b.off)-1]...)
+	}
+	if b.written {
+		b.codes = append(b.codes, code...)
+		b.ends = append(b.ends, uint32(len(b.codes)))
+	}
+}
+
 // merge returns l with ps applied: ps is sorted by folded code, each group
 // replaces the code's entries, a group without entries deletes the code, and
 // of a code repeated the last counts. It returns the change in the number
-// of codes. l is unchanged; the new leaf holds copies of the groups' slots.
-func (l leaf) merge(ps []*pending) (leaf, int) {
-	n := len(l.slots)
-	written := len(l.keys) > n // some code is written other than its key
+// of codes. l is unchanged; the new leaf holds copies of the groups' slots
+// and of their keys and codes, made in b.
+func (l leaf) merge(ps []*pending, b *builder) (leaf, int) {
+	n, size := len(l.slots), len(l.keys) // at most, once each
 	for _, p := range ps {
 		n += len(p.slots)
-		written = written || p.codes != nil
+		size += len(p.folded) * len(p.slots)
 	}
-	var keys, codes []string
-	slots := make([]slot, 0, n)
-	if written {
-		keys = make([]string, 0, 2*n)
-		codes = keys[n : n : 2*n] // the second half of the same array
-	} else {
-		keys = make([]string, 0, n)
-	}
-	old := func(lo, hi int) { // copies l's entries lo to hi
-		keys = append(keys, l.keys[lo:hi]...)
-		slots = append(slots, l.slots[lo:hi]...)
-		if written {
-			for i := lo; i < hi; i++ {
-				codes = append(codes, l.code(i))
-			}
-		}
-	}
+	*b = builder{keys: slices.Grow(b.keys[:0], size), off: append(slices.Grow(b.off[:0], n+1), 0),
+		slots: slices.Grow(b.slots[:0], n), codes: b.codes, ends: b.ends}
 	delta, o := 0, 0 // o: l is copied up to o
 	for k, p := range ps {
 		if k+1 < len(ps) && ps[k+1].folded == p.folded {
 			continue // a later group replaces this one
 		}
 		lo, hi := l.find(p.folded) // lo >= o: ps and l are sorted alike
-		old(o, lo)
+		for i := o; i < lo; i++ {
+			b.add(l.key(i), l.code(i), l.slots[i])
+		}
 		if hi > lo {
 			delta--
 		}
 		o = hi
-		for i := range p.slots {
-			keys = append(keys, p.folded)
-			if written {
-				if p.codes != nil {
-					codes = append(codes, p.codes[i])
-				} else {
-					codes = append(codes, p.folded)
-				}
+		for i, s := range p.slots {
+			code := p.folded
+			if p.codes != nil {
+				code = p.codes[i]
 			}
+			b.add(p.folded, code, s)
 		}
-		slots = append(slots, p.slots...)
 		if len(p.slots) > 0 {
 			delta++
 		}
 	}
-	old(o, len(l.slots))
-	out := leaf{keys: keys, slots: slots}
-	if written {
-		if !slices.Equal(keys, codes) { // the codes follow the keys
-			out.keys = append(keys, codes...)
-		}
-		if len(out.keys) < cap(keys) || len(slots) < n { // exactly sized
-			out = leaf{keys: slices.Clone(out.keys), slots: slices.Clone(slots)}
-		}
-	} else if len(slots) < n { // codes deleted or replaced by fewer entries: exactly sized
-		out = leaf{keys: slices.Clone(keys), slots: slices.Clone(slots)}
+	for i := o; i < len(l.slots); i++ {
+		b.add(l.key(i), l.code(i), l.slots[i])
 	}
-	return out, delta
+	if len(b.slots) == 0 {
+		return leaf{}, delta
+	}
+	if b.written { // the codes follow the keys
+		n := uint32(len(b.keys))
+		b.keys = append(b.keys, b.codes...)
+		for _, e := range b.ends {
+			b.off = append(b.off, n+e)
+		}
+	}
+	return leaf{keys: string(b.keys), off: slices.Clone(b.off), slots: slices.Clone(b.slots)}, delta
 }
 
 func comparePending(a, b *pending) int { return compareStrings(a.folded, b.folded) }
@@ -530,6 +548,7 @@ func NewTable(s Snapshot) *Table {
 			byShard[sh] = append(byShard[sh], &ps[i])
 		}
 	}
+	var b builder
 	for sh, gs := range byShard {
 		if len(gs) == 0 {
 			continue
@@ -541,7 +560,7 @@ func NewTable(s Snapshot) *Table {
 			t.nodes[sh/nodeLeaves] = nd
 		}
 		var codes int
-		nd[sh%nodeLeaves], codes = leaf{}.merge(gs)
+		nd[sh%nodeLeaves], codes = leaf{}.merge(gs, &b)
 		t.codes += codes
 	}
 	return t
@@ -606,6 +625,7 @@ func (t *Table) Apply(d Delta) *Table {
 	})
 	var nodeCloned [nodeCount]bool
 	var gs []*pending
+	var b builder
 	for i := 0; i < len(cs); {
 		sh := cs[i].shard
 		gs = gs[:0]
@@ -618,7 +638,7 @@ func (t *Table) Apply(d Delta) *Table {
 			n.nodes[ni], nodeCloned[ni] = &c, true
 		}
 		var codes int
-		n.nodes[ni][li], codes = n.nodes[ni][li].merge(gs)
+		n.nodes[ni][li], codes = n.nodes[ni][li].merge(gs, &b)
 		n.codes += codes
 	}
 	return n
@@ -695,7 +715,7 @@ func (t *Table) Snapshot() Snapshot {
 			for lo, hi := range l.groups {
 				from := len(es)
 				es = l.appendEntries(es, lo, hi)
-				s.Codes = append(s.Codes, CodeGroup{Folded: l.keys[lo], Entries: es[from:len(es):len(es)]})
+				s.Codes = append(s.Codes, CodeGroup{Folded: l.key(lo), Entries: es[from:len(es):len(es)]})
 			}
 		}
 	}
@@ -740,7 +760,7 @@ func (t *Table) WriteSnapshot(w io.Writer) error {
 					return err
 				}
 				es = l.appendEntries(es[:0], lo, hi)
-				if err := enc.Encode(CodeGroup{Folded: l.keys[lo], Entries: es}); err != nil {
+				if err := enc.Encode(CodeGroup{Folded: l.key(lo), Entries: es}); err != nil {
 					return err
 				}
 				sep = ","
@@ -849,19 +869,19 @@ func (t *Table) Lookup(q *Query) (Match, Outcome) {
 	key := buf[:n]
 	l := t.leaf(shardOfBytes(key))
 	i := l.searchBytes(key)
-	if i == len(l.slots) || l.keys[i] != string(key) {
+	if i == len(l.slots) || l.key(i) != string(key) {
 		return Match{}, UnknownCode
 	}
-	var m Match
+	var o *Offer
 	out := CodeNotOnOffer
 	if q.OfferID == 0 {
 		out = CodeNotActive
 	}
 	// The code's entries, up to the first that matches: the key after them
 	// is read only when none before it did.
-	for ; i < len(l.slots) && l.keys[i] == string(key); i++ {
+	for ; i < len(l.slots) && l.key(i) == string(key); i++ {
 		src := l.slots[i].src
-		o := t.offers[src.offerRef]
+		o = t.offers[src.offerRef]
 		if q.OfferID != 0 && (o == nil || o.ID != q.OfferID) {
 			continue
 		}
@@ -872,17 +892,17 @@ func (t *Table) Lookup(q *Query) (Match, Outcome) {
 			}
 			continue
 		}
-		m.Offer, out = o, OK
+		out = OK
 		break
 	}
 	if out != OK {
 		return Match{}, out
 	}
-	if m.Goal = m.Offer.goal(q.GoalID, q.GoalAlias); m.Goal == nil {
+	g := o.goal(q.GoalID, q.GoalAlias)
+	if g == nil {
 		return Match{}, UnknownGoal
 	}
-	m.Entry = l.entry(i)
-	return m, OK
+	return Match{Entry: l.entry(i), Offer: o, Goal: g}, OK
 }
 
 func (o *Offer) goal(id int64, alias string) *Goal {

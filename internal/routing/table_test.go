@@ -543,3 +543,60 @@ func TestApplyMatchesModel(t *testing.T) {
 		}
 	}
 }
+
+// TestWrittenCodesSurviveMerges: codes written other than their folded form
+// (which a leaf keeps after its keys) come back as written through deltas
+// that add, replace and delete codes around them, in leaves with and
+// without such codes.
+func TestWrittenCodesSurviveMerges(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	model := map[string][]Entry{}
+	tbl := NewTable(Snapshot{Version: "v0"})
+	const pool = 200000 // ~3 codes a leaf
+	for v := 1; v <= 30; v++ {
+		d := Delta{Version: fmt.Sprintf("v%d", v)}
+		for range 3000 {
+			f := fmt.Sprintf("K%06d", rng.IntN(pool))
+			g := CodeGroup{Folded: f}
+			if rng.IntN(4) > 0 {
+				for e := range 1 + rng.IntN(2) {
+					c := f
+					if rng.IntN(5) == 0 {
+						c = "k" + f[1:]
+					}
+					g.Entries = append(g.Entries, Entry{Code: c, Ref: fmt.Sprintf("ns/promocodeset/s%d", v%4), OfferRef: fmt.Sprintf("ns/o%d", e),
+						AffiliateID: int64(v), Start: Date{int64(rng.IntN(3))}})
+				}
+			}
+			d.Codes = append(d.Codes, g)
+			if len(g.Entries) == 0 {
+				delete(model, f)
+			} else {
+				model[f] = g.Entries
+			}
+		}
+		tbl = tbl.Apply(d)
+		if tbl.Len() != len(model) {
+			t.Fatalf("v%d: Len %d, model %d", v, tbl.Len(), len(model))
+		}
+	}
+	for f, es := range model {
+		if got := tbl.Group(f); !slices.Equal(got, es) {
+			t.Fatalf("group %s = %v, model %v", f, got, es)
+		}
+	}
+	var buf bytes.Buffer
+	if err := tbl.WriteSnapshot(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var s Snapshot
+	if err := json.Unmarshal(buf.Bytes(), &s); err != nil {
+		t.Fatal(err)
+	}
+	again := NewTable(s)
+	for f, es := range model {
+		if got := again.Group(f); !slices.Equal(got, es) {
+			t.Fatalf("rebuilt: group %s = %v, model %v", f, got, es)
+		}
+	}
+}
