@@ -32,6 +32,8 @@ type catalogue struct {
 	ImportTook          time.Duration // every kubectl promo import, one per offer, back to back
 	ServableTook        time.Duration // from the first import until the tracker's table holds every code
 	SetsReadyTook       time.Duration // until every set reports status.codes for its generation
+	Imports             []importTimes
+	SetRequests         map[string]float64 // API server requests on PromoCodeSets during the import, by "VERB subresource"
 	ValidateTook        time.Duration // kubectl promo import --dry-run=client of one offer's file (validation and planning alone)
 	APIServerRSSMiB     float64
 	EtcdRSSMiB          float64
@@ -44,6 +46,9 @@ type catalogue struct {
 	EditSamples         int
 	EditP50, EditP99    time.Duration // one entry's code changed in a 5,000-entry set -> servable
 	EditMax             time.Duration
+	EditAnsweredP50     time.Duration // the PATCH answered (the rest is the watch, the manager, the route stream and the tracker)
+	EditAnsweredP99     time.Duration
+	EditWebhookMean     time.Duration // the API server's mean time in the PromoCodeSet validating webhook during the edits
 	CPUSeconds          map[string]float64 // during import+servable: manager, kube-apiserver, etcd, tracker
 }
 
@@ -127,13 +132,20 @@ func runCatalogue(ctx context.Context, r *report, n int) error {
 	profiles := newProfiler(ctx, s)
 	profiles.cpu("manager", s.ManagerPprofURL, profileWindow)
 	profiles.cpu("kube-apiserver", "", profileWindow)
+	req0 := profiles.setRequests()
 	start := time.Now()
 	for i, f := range files {
 		cmd := exec.CommandContext(ctx, plugin, append([]string{"import", f, "--offer", fmt.Sprintf("offer%d", i)}, kube...)...)
-		if out, err := cmd.CombinedOutput(); err != nil {
+		t0 := time.Now()
+		out, err := cmd.CombinedOutput()
+		if err != nil {
 			return fmt.Errorf("import %s: %w\n%s", f, err, out)
 		}
+		cat.Imports = append(cat.Imports, importTimes{Took: time.Since(t0), Preflight: tookAfter(out, "checked against every code in the cluster in ")})
 	}
+	first, last := cat.Imports[0], cat.Imports[len(cat.Imports)-1]
+	fmt.Printf("    first import %s (preflight %s), last %s (preflight %s against %d codes)\n",
+		first.Took.Round(time.Millisecond), first.Preflight, last.Took.Round(time.Millisecond), last.Preflight, n-perOffer)
 	cat.ImportTook = time.Since(start)
 	fmt.Printf("    imported in %s\n", cat.ImportTook.Round(time.Millisecond))
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
@@ -176,6 +188,13 @@ func runCatalogue(ctx context.Context, r *report, n int) error {
 		time.Sleep(2 * time.Second) // a list of every set is the whole catalogue
 	}
 	cat.SetsReadyTook = time.Since(start)
+	cat.SetRequests = map[string]float64{}
+	for k, v := range profiles.setRequests() {
+		if d := v - req0[k]; d > 0 {
+			cat.SetRequests[k] = d
+		}
+	}
+	fmt.Printf("    API server requests on PromoCodeSets during the import, %d sets: %v\n", cat.Sets, cat.SetRequests)
 
 	profiles.heap("manager", s.ManagerPprofURL)
 	profiles.wait()
@@ -196,7 +215,10 @@ func runCatalogue(ctx context.Context, r *report, n int) error {
 	if err := c.List(ctx, &sets, client.InNamespace(catalogueNS)); err != nil {
 		return err
 	}
-	var lat []time.Duration
+	var lat, answered []time.Duration
+	wh0 := profiles.webhookSeconds()
+	profiles.cpu("kube-apiserver-edits", "", editProfileWindow)
+	profiles.cpu("manager-edits", s.ManagerPprofURL, editProfileWindow)
 	for i := range edits {
 		set := sets.Items[i%len(sets.Items)]
 		k := (i * 7919) % len(set.Spec.Codes)
@@ -214,6 +236,7 @@ func runCatalogue(ctx context.Context, r *report, n int) error {
 			client.RawPatch(types.JSONPatchType, []byte(patch))); err != nil {
 			return fmt.Errorf("edit %d: %w", i, err)
 		}
+		answered = append(answered, time.Since(t0))
 		for {
 			if ok, _, _ := devstack.Servable(ctx, tracker.URL, code, offerID); ok {
 				break
@@ -226,12 +249,33 @@ func runCatalogue(ctx context.Context, r *report, n int) error {
 		lat = append(lat, time.Since(t0))
 		sets.Items[i%len(sets.Items)].Spec.Codes[k].Code = code
 	}
+	profiles.wait()
 	slices.Sort(lat)
+	slices.Sort(answered)
+	cat.EditAnsweredP50, cat.EditAnsweredP99 = answered[edits/2], answered[edits*99/100]
+	if wh := profiles.webhookSeconds(); wh0 != nil && wh != nil {
+		cat.EditWebhookMean = time.Duration((wh[0] - wh0[0]) / (wh[1] - wh0[1]) * float64(time.Second))
+	}
+	fmt.Printf("    edits answered by the API server p50 %s p99 %s; webhook mean %s\n", cat.EditAnsweredP50, cat.EditAnsweredP99, cat.EditWebhookMean)
 	cat.EditSamples, cat.EditP50, cat.EditP99, cat.EditMax = edits, lat[edits/2], lat[edits*99/100], lat[edits-1]
 	fmt.Printf("    one-entry edit -> servable p50 %s p99 %s; manager RSS %.0f MiB, apiserver %.0f MiB, etcd %.0f MiB (db %.0f MiB), tracker %.0f B/code heap\n",
 		cat.EditP50, cat.EditP99, cat.ManagerRSSMiB, cat.APIServerRSSMiB, cat.EtcdRSSMiB, cat.EtcdDBMiB, cat.TrackerHeapPerCode)
 	r.Catalogue = append(r.Catalogue, cat)
 	return nil
+}
+
+// importTimes is one kubectl promo import: the whole command, and its
+// preflight against the codes already in the cluster (as it printed it).
+type importTimes struct{ Took, Preflight time.Duration }
+
+// tookAfter finds "<prefix><duration>" in a command's output (0 when absent).
+func tookAfter(out []byte, prefix string) time.Duration {
+	_, rest, ok := strings.Cut(string(out), prefix)
+	if !ok {
+		return 0
+	}
+	d, _ := time.ParseDuration(strings.Fields(rest)[0])
+	return d
 }
 
 // metricValue reads one unlabelled sample from a tracker's /metrics (-1 when absent).

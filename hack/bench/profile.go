@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +19,9 @@ import (
 // profileWindow is how long the catalogue's CPU profiles run from the first
 // import: about the import of a million codes.
 const profileWindow = 90 * time.Second
+
+// editProfileWindow is shorter than the 200 edits take at any scale.
+const editProfileWindow = 20 * time.Second
 
 // profiler takes pprof profiles of the stack's processes (the manager's
 // --pprof-bind-address, the API server's /debug/pprof as the admin user)
@@ -110,4 +114,57 @@ func (p *profiler) wait() {
 			return
 		}
 	}
+}
+
+// setRequests counts the API server's requests on PromoCodeSets by verb and
+// subresource ("PATCH status", "APPLY", "LIST"...), from its /metrics.
+func (p *profiler) setRequests() map[string]float64 {
+	b, err := p.get("/metrics")
+	if err != nil {
+		fmt.Println("    API server metrics:", err)
+		return nil
+	}
+	out := map[string]float64{}
+	for line := range strings.Lines(string(b)) {
+		if !strings.HasPrefix(line, "apiserver_request_total{") || !strings.Contains(line, `resource="promocodesets"`) {
+			continue
+		}
+		label := func(k string) string {
+			_, v, ok := strings.Cut(line, k+`="`)
+			if !ok {
+				return ""
+			}
+			v, _, _ = strings.Cut(v, `"`)
+			return v
+		}
+		f := strings.Fields(line)
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		out[strings.TrimSpace(label("verb")+" "+label("subresource"))] += v
+	}
+	return out
+}
+
+// webhookSeconds is the API server's time in admission webhooks so far:
+// {sum of seconds, count} of apiserver_admission_webhook_admission_duration_seconds
+// for the PromoCodeSet webhook, nil when it cannot be read.
+func (p *profiler) webhookSeconds() []float64 {
+	b, err := p.get("/metrics")
+	if err != nil {
+		return nil
+	}
+	out := []float64{0, 0}
+	for line := range strings.Lines(string(b)) {
+		if !strings.Contains(line, "promocodeset") {
+			continue
+		}
+		f := strings.Fields(line)
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		switch {
+		case strings.HasPrefix(line, "apiserver_admission_webhook_admission_duration_seconds_sum{"):
+			out[0] += v
+		case strings.HasPrefix(line, "apiserver_admission_webhook_admission_duration_seconds_count{"):
+			out[1] += v
+		}
+	}
+	return out
 }
