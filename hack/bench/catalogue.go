@@ -34,7 +34,7 @@ type catalogue struct {
 	SetsReadyTook       time.Duration // until every set reports status.codes for its generation
 	Imports             []importTimes
 	SetRequests         map[string]float64 // API server requests on PromoCodeSets during the import, by "VERB subresource"
-	ValidateTook        time.Duration // kubectl promo import --dry-run=client of one offer's file (validation and planning alone)
+	ValidateTook        time.Duration      // kubectl promo import --dry-run=client of one offer's file (validation and planning alone)
 	APIServerRSSMiB     float64
 	EtcdRSSMiB          float64
 	EtcdDBMiB           float64
@@ -48,7 +48,7 @@ type catalogue struct {
 	EditMax             time.Duration
 	EditAnsweredP50     time.Duration // the PATCH answered (the rest is the watch, the manager, the route stream and the tracker)
 	EditAnsweredP99     time.Duration
-	EditWebhookMean     time.Duration // the API server's mean time in the PromoCodeSet validating webhook during the edits
+	EditWebhookMean     time.Duration      // the API server's mean time in the PromoCodeSet validating webhook during the edits
 	CPUSeconds          map[string]float64 // during import+servable: manager, kube-apiserver, etcd, tracker
 }
 
