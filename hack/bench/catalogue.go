@@ -111,7 +111,8 @@ func runCatalogue(ctx context.Context, r *report, n int) error {
 		}
 		_ = f.Close()
 	}
-	kube := []string{"--kubeconfig", s.Kubeconfig, "-n", catalogueNS}
+	// The plugin's cache (kubectl's --cache-dir) lives and dies with the run.
+	kube := []string{"--kubeconfig", s.Kubeconfig, "-n", catalogueNS, "--cache-dir", filepath.Join(dir, "kubectl-cache")}
 
 	t0 := time.Now()
 	if out, err := exec.CommandContext(ctx, plugin, append([]string{"import", files[0], "--offer", "offer0", "--dry-run=client", "-o", "yaml"}, kube...)...).Output(); err != nil {

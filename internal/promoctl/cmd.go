@@ -86,6 +86,17 @@ func (e *env) client() (client.Client, error) {
 	return c, nil
 }
 
+// claimCacheFile is where preflights keep the cluster's set entries: under
+// --cache-dir (kubectl's, default ~/.kube/cache), per API server; "" when
+// --cache-dir is empty.
+func (e *env) claimCacheFile() string {
+	cfg, err := e.flags.ToRESTConfig()
+	if err != nil || e.flags.CacheDir == nil {
+		return ""
+	}
+	return ClaimCacheFile(*e.flags.CacheDir, cfg.Host)
+}
+
 // progressWriter is stderr when stderr is a terminal, else nil.
 func (e *env) progressWriter() io.Writer {
 	if f, ok := e.streams.ErrOut.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
@@ -252,7 +263,9 @@ from its set, sets no longer needed are deleted. "-" reads standard input.`,
 					return err
 				}
 				start := time.Now()
-				switch err := Preflight(cmd.Context(), c, name, parsed, plan); {
+				k := &Checker{Client: c, CacheFile: e.claimCacheFile(),
+					Warn: func(err error) { fmt.Fprintf(e.streams.ErrOut, "warning: %v\n", err) }}
+				switch err := k.Preflight(cmd.Context(), name, parsed, plan); {
 				case errors.Is(err, ErrPreflightForbidden):
 					fmt.Fprintf(e.streams.ErrOut, "warning: no preflight check against the cluster's codes (%v); the webhook still judges every set\n", err)
 				case err != nil:

@@ -27,6 +27,7 @@ import (
 var (
 	k8sClient  client.Client
 	kubeconfig string
+	cacheDir   string // the plugin's --cache-dir: shared by the tests, as by a user's runs
 )
 
 func TestMain(m *testing.M) {
@@ -68,7 +69,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	kubeconfig = filepath.Join(dir, "kubeconfig")
+	kubeconfig, cacheDir = filepath.Join(dir, "kubeconfig"), filepath.Join(dir, "cache")
 	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -87,7 +88,7 @@ func kubectlPromo(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	cmd := promoctl.NewCommand(genericiooptions.IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errOut})
-	cmd.SetArgs(append([]string{"--kubeconfig", kubeconfig}, args...))
+	cmd.SetArgs(append([]string{"--kubeconfig", kubeconfig, "--cache-dir", cacheDir}, args...))
 	err := cmd.ExecuteContext(context.Background())
 	return result{out: out.String(), errOut: errOut.String(), err: err}
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -287,6 +289,68 @@ func TestPreflightChecksTheClusterFirst(t *testing.T) {
 	// The same affiliate on another offer (the reuse rule), and a code whose
 	// only claim is rejected, are fine.
 	mustRun(t, "code,affiliate_id\nHELD1,7\nLOST1,42\n", "import", "-", "--offer", "o2", "-n", nsA)
+}
+
+// The preflight keeps the cluster's set entries in --cache-dir and reads
+// again only the sets whose resourceVersion changed: every change to a set
+// (an entry removed, a code rejected in its status, the set deleted) is seen
+// by the next preflight, and a damaged cache is only a slower one.
+func TestPreflightCacheSeesEveryChange(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	ns, other := newNamespace(t), newNamespace(t)
+	run := func(csv string) result {
+		return kubectlPromo(t, csv, "import", "-", "--offer", "o", "-n", ns, "--cache-dir", dir)
+	}
+	mustRun(t, "code,affiliate_id\nX1,9\nX2,9\nX3,9\n", "import", "-", "--offer", "o", "--set-prefix", "theirs", "-n", other, "--cache-dir", dir)
+	refused := func(code string) bool {
+		t.Helper()
+		r := run("code,affiliate_id\n" + code + ",42\n")
+		if r.err != nil && !strings.Contains(r.err.Error(), "code "+code+" belongs to affiliate 9") {
+			t.Fatalf("import of %s: %v", code, r.err)
+		}
+		return r.err != nil
+	}
+	if !refused("X1") || !refused("X2") || !refused("X3") {
+		t.Fatal("another affiliate's codes passed the preflight")
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "kubectl-promo", "*", "promocodeset-claims.gob"))
+	if len(files) != 1 {
+		t.Fatalf("cache files %v", files)
+	}
+
+	// An entry removed: X1 is free.
+	set := sets(t, other)["theirs-0000"]
+	set.Spec.Codes = slices.DeleteFunc(set.Spec.Codes, func(e trackingv1alpha1.PromoCodeSetEntry) bool { return e.Code == "X1" })
+	if err := k8sClient.Update(ctx, set); err != nil {
+		t.Fatal(err)
+	}
+	if refused("X1") {
+		t.Error("X1, removed from its set, still refused: the cache was not read again")
+	}
+	// X2 rejected in the set's status (what the controller writes): free too.
+	set = sets(t, other)["theirs-0000"]
+	set.Status.RejectedCodes = []trackingv1alpha1.RejectedCode{{Code: "X2", Reason: "DuplicateCode", Message: "test"}}
+	if err := k8sClient.Status().Update(ctx, set); err != nil {
+		t.Fatal(err)
+	}
+	if refused("X2") {
+		t.Error("X2, rejected in its set's status, still refused")
+	}
+	// A damaged cache file: still right.
+	if err := os.WriteFile(files[0], []byte("not a cache"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if !refused("X3") {
+		t.Error("X3 passed the preflight after the cache was damaged")
+	}
+	// The set deleted: X3 is free.
+	if err := k8sClient.Delete(ctx, set); err != nil {
+		t.Fatal(err)
+	}
+	if refused("X3") {
+		t.Error("X3 still refused after its set was deleted")
+	}
 }
 
 func TestDryRunServerStoresNothing(t *testing.T) {

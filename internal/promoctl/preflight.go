@@ -29,6 +29,22 @@ var ErrPreflightForbidden = fmt.Errorf("listing every code in the cluster is for
 // and the import's own sets are not holders. The controller stays
 // authoritative; this only keeps a refused import from stopping half-way.
 func Preflight(ctx context.Context, c client.Client, name string, parsed *Parsed, p *Plan) error {
+	return (&Checker{Client: c}).Preflight(ctx, name, parsed, p)
+}
+
+// Checker runs preflights.
+type Checker struct {
+	Client client.Client
+	// CacheFile keeps the cluster's set entries between runs (ClaimCacheFile);
+	// "" reads every set each time.
+	CacheFile string
+	// Warn, when set, hears of a cache that could not be written.
+	Warn func(error)
+}
+
+// Preflight is the package's Preflight, reading sets through the cache.
+func (k *Checker) Preflight(ctx context.Context, name string, parsed *Parsed, p *Plan) error {
+	c := k.Client
 	want := make(map[string]struct{}, len(parsed.Rows))
 	for i := range parsed.Rows {
 		want[parsed.Rows[i].Folded] = struct{}{}
@@ -50,28 +66,25 @@ func Preflight(ctx context.Context, c client.Client, name string, parsed *Parsed
 		held[f] = append(held[f], holder{pc.Spec.AffiliateID, routing.Ref{Namespace: pc.Namespace, Name: pc.Spec.OfferRef.Name},
 			"PromoCode " + pc.Namespace + "/" + pc.Name})
 	}
-	err := listSets(ctx, c, func(s *trackingv1alpha1.PromoCodeSet) {
-		if s.Namespace == p.Namespace && s.Labels[ImportLabel] == p.Prefix {
-			return // ours: the import replaces it
-		}
-		rejected := map[string]bool{}
-		for _, r := range s.Status.RejectedCodes {
-			rejected[routing.Fold(r.Code)] = true
-		}
-		for _, e := range s.Spec.Codes {
-			f := routing.Fold(e.Code)
-			if _, ok := want[f]; !ok || rejected[f] {
-				continue
-			}
-			held[f] = append(held[f], holder{e.AffiliateID, routing.Ref{Namespace: s.Namespace, Name: s.Spec.OfferRef.Name},
-				"PromoCodeSet " + s.Namespace + "/" + s.Name})
-		}
-	})
+	sets, err := clusterSetClaims(ctx, c, k.CacheFile, k.Warn)
 	if err != nil {
 		if apierrors.IsForbidden(err) {
 			return fmt.Errorf("%w: %v", ErrPreflightForbidden, err)
 		}
 		return err
+	}
+	for _, s := range sets {
+		if s.Namespace == p.Namespace && s.Import == p.Prefix {
+			continue // ours: the import replaces it
+		}
+		s.each(func(code []byte, affiliate int64) {
+			if _, ok := want[string(code)]; !ok {
+				return
+			}
+			f := string(code)
+			held[f] = append(held[f], holder{affiliate, routing.Ref{Namespace: s.Namespace, Name: s.Offer},
+				"PromoCodeSet " + s.Namespace + "/" + s.Name})
+		})
 	}
 	v := &validator{}
 	offer := routing.Ref{Namespace: p.Namespace, Name: p.Offer}
