@@ -48,6 +48,10 @@ type catalogue struct {
 	EditMax             time.Duration
 	EditAnsweredP50     time.Duration // the PATCH answered (the rest is the watch, the manager, the route stream and the tracker)
 	EditAnsweredP99     time.Duration
+	FullEditP50         time.Duration // the same edits in sets of 5,000 entries (the SPEC's maximum)
+	FullEditP99         time.Duration
+	FullEditAnsweredP50 time.Duration
+	FullEditAnsweredP99 time.Duration
 	EditWebhookMean     time.Duration      // the API server's mean time in the PromoCodeSet validating webhook during the edits
 	CPUSeconds          map[string]float64 // during import+servable: manager, kube-apiserver, etcd, tracker
 }
@@ -216,14 +220,61 @@ func runCatalogue(ctx context.Context, r *report, n int) error {
 	if err := c.List(ctx, &sets, client.InNamespace(catalogueNS)); err != nil {
 		return err
 	}
-	var lat, answered []time.Duration
 	wh0 := profiles.webhookSeconds()
 	profiles.cpu("kube-apiserver-edits", "", editProfileWindow)
 	profiles.cpu("manager-edits", s.ManagerPprofURL, editProfileWindow)
-	for i := range edits {
-		set := sets.Items[i%len(sets.Items)]
+	lat, answered, err := editLatencies(ctx, c, tracker.URL, sets.Items, edits, "EDIT")
+	if err != nil {
+		return err
+	}
+	profiles.wait()
+	cat.EditAnsweredP50, cat.EditAnsweredP99 = answered[edits/2], answered[edits*99/100]
+	if wh := profiles.webhookSeconds(); wh0 != nil && wh != nil {
+		cat.EditWebhookMean = time.Duration((wh[0] - wh0[0]) / (wh[1] - wh0[1]) * float64(time.Second))
+	}
+	fmt.Printf("    edits answered by the API server p50 %s p99 %s; webhook mean %s\n", cat.EditAnsweredP50, cat.EditAnsweredP99, cat.EditWebhookMean)
+	cat.EditSamples, cat.EditP50, cat.EditP99, cat.EditMax = edits, lat[edits/2], lat[edits*99/100], lat[edits-1]
+	fmt.Printf("    one-entry edit -> servable p50 %s p99 %s; manager RSS %.0f MiB, apiserver %.0f MiB, etcd %.0f MiB (db %.0f MiB), tracker %.0f B/code heap\n",
+		cat.EditP50, cat.EditP99, cat.ManagerRSSMiB, cat.APIServerRSSMiB, cat.EtcdRSSMiB, cat.EtcdDBMiB, cat.TrackerHeapPerCode)
+
+	// The same edits on sets of the SPEC's maximum, 5,000 entries (made
+	// directly, four of them on offer0, so they are not the import's).
+	var full []trackingv1alpha1.PromoCodeSet
+	for b := range 4 {
+		set := trackingv1alpha1.PromoCodeSet{ObjectMeta: metav1.ObjectMeta{Namespace: catalogueNS, Name: fmt.Sprintf("full-%d", b)}}
+		set.Spec.OfferRef.Name = "offer0"
+		for j := range trackingv1alpha1.MaxPromoCodeSetEntries {
+			set.Spec.Codes = append(set.Spec.Codes, trackingv1alpha1.PromoCodeSetEntry{Code: fmt.Sprintf("F%d%06d", b, j), AffiliateID: int64(1 + j)})
+		}
+		if err := c.Create(ctx, &set); err != nil {
+			return fmt.Errorf("a set of %d entries: %w", trackingv1alpha1.MaxPromoCodeSetEntries, err)
+		}
+		full = append(full, set)
+	}
+	for metricValue(wctx, tracker.URL, "promo_tracker_table_codes") < float64(n+4*trackingv1alpha1.MaxPromoCodeSetEntries) {
+		if wctx.Err() != nil {
+			return fmt.Errorf("the sets of %d entries never served", trackingv1alpha1.MaxPromoCodeSetEntries)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if lat, answered, err = editLatencies(ctx, c, tracker.URL, full, edits, "FULL"); err != nil {
+		return err
+	}
+	cat.FullEditP50, cat.FullEditP99, cat.FullEditAnsweredP50, cat.FullEditAnsweredP99 = lat[edits/2], lat[edits*99/100], answered[edits/2], answered[edits*99/100]
+	fmt.Printf("    in sets of %d entries: edit -> servable p50 %s p99 %s (answered p50 %s p99 %s)\n", trackingv1alpha1.MaxPromoCodeSetEntries,
+		cat.FullEditP50, cat.FullEditP99, cat.FullEditAnsweredP50, cat.FullEditAnsweredP99)
+	r.Catalogue = append(r.Catalogue, cat)
+	return nil
+}
+
+// editLatencies changes one entry's code in each of n edits, the sets taken
+// in turn, and times each until the API server answered and until the new
+// code serves on the tracker at base; both come back sorted.
+func editLatencies(ctx context.Context, c client.Client, base string, sets []trackingv1alpha1.PromoCodeSet, n int, prefix string) (servable, answered []time.Duration, err error) {
+	for i := range n {
+		set := &sets[i%len(sets)]
 		k := (i * 7919) % len(set.Spec.Codes)
-		code := fmt.Sprintf("EDIT%d", i)
+		code := fmt.Sprintf("%s%d", prefix, i)
 		var offerID int64
 		for j := range catalogueOffers {
 			if set.Spec.OfferRef.Name == fmt.Sprintf("offer%d", j) {
@@ -235,34 +286,24 @@ func runCatalogue(ctx context.Context, r *report, n int) error {
 		t0 := time.Now()
 		if err := c.Patch(ctx, &trackingv1alpha1.PromoCodeSet{ObjectMeta: metav1.ObjectMeta{Namespace: set.Namespace, Name: set.Name}},
 			client.RawPatch(types.JSONPatchType, []byte(patch))); err != nil {
-			return fmt.Errorf("edit %d: %w", i, err)
+			return nil, nil, fmt.Errorf("edit %d: %w", i, err)
 		}
 		answered = append(answered, time.Since(t0))
 		for {
-			if ok, _, _ := devstack.Servable(ctx, tracker.URL, code, offerID); ok {
+			if ok, _, _ := devstack.Servable(ctx, base, code, offerID); ok {
 				break
 			}
 			if time.Since(t0) > time.Minute {
-				return fmt.Errorf("%s not servable after a minute", code)
+				return nil, nil, fmt.Errorf("%s not servable after a minute", code)
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
-		lat = append(lat, time.Since(t0))
-		sets.Items[i%len(sets.Items)].Spec.Codes[k].Code = code
+		servable = append(servable, time.Since(t0))
+		set.Spec.Codes[k].Code = code
 	}
-	profiles.wait()
-	slices.Sort(lat)
+	slices.Sort(servable)
 	slices.Sort(answered)
-	cat.EditAnsweredP50, cat.EditAnsweredP99 = answered[edits/2], answered[edits*99/100]
-	if wh := profiles.webhookSeconds(); wh0 != nil && wh != nil {
-		cat.EditWebhookMean = time.Duration((wh[0] - wh0[0]) / (wh[1] - wh0[1]) * float64(time.Second))
-	}
-	fmt.Printf("    edits answered by the API server p50 %s p99 %s; webhook mean %s\n", cat.EditAnsweredP50, cat.EditAnsweredP99, cat.EditWebhookMean)
-	cat.EditSamples, cat.EditP50, cat.EditP99, cat.EditMax = edits, lat[edits/2], lat[edits*99/100], lat[edits-1]
-	fmt.Printf("    one-entry edit -> servable p50 %s p99 %s; manager RSS %.0f MiB, apiserver %.0f MiB, etcd %.0f MiB (db %.0f MiB), tracker %.0f B/code heap\n",
-		cat.EditP50, cat.EditP99, cat.ManagerRSSMiB, cat.APIServerRSSMiB, cat.EtcdRSSMiB, cat.EtcdDBMiB, cat.TrackerHeapPerCode)
-	r.Catalogue = append(r.Catalogue, cat)
-	return nil
+	return servable, answered, nil
 }
 
 // importTimes is one kubectl promo import: the whole command, and its

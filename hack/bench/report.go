@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"image/color"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +14,8 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
+
+	trackingv1alpha1 "promocodes.dev/promo-operator/api/v1alpha1"
 )
 
 type report struct {
@@ -141,6 +144,18 @@ func (r *report) write(path string) error {
 		}
 		for _, c := range r.Catalogue {
 			w("\nCPU from the first import until every code was servable (%d codes; wall %s on 2 cores): %s — what bounds the import.\n", c.Codes, c.ServableTook.Round(time.Second), cpuParts(c.CPUSeconds))
+			if len(c.Imports) > 0 {
+				first, last := c.Imports[0], c.Imports[len(c.Imports)-1]
+				w("Each import: the first %s (its preflight %s), the last %s (its preflight, against the %d codes already there, %s).\n",
+					first.Took.Round(time.Millisecond), first.Preflight, last.Took.Round(time.Millisecond), c.Codes-c.Codes/len(c.Imports), last.Preflight)
+			}
+			if len(c.SetRequests) > 0 {
+				w("API server requests on PromoCodeSets during the import: %s.\n", requestParts(c.SetRequests))
+			}
+			w("One-entry edits (%d, in the imported sets, about %d entries each): the API server answered the PATCH at p50 %s, p99 %s (of which the PromoCodeSet webhook, mean %s); servable p50 %s, p99 %s. "+
+				"The same edits in sets of %d entries (the maximum): answered p50 %s, p99 %s; servable p50 %s, p99 %s.\n",
+				c.EditSamples, c.Codes/max(1, c.Sets), ms(c.EditAnsweredP50), ms(c.EditAnsweredP99), ms(c.EditWebhookMean), ms(c.EditP50), ms(c.EditP99),
+				trackingv1alpha1.MaxPromoCodeSetEntries, ms(c.FullEditAnsweredP50), ms(c.FullEditAnsweredP99), ms(c.FullEditP50), ms(c.FullEditP99))
 		}
 		if b, ok := r.baseline(); ok {
 			c := r.Catalogue[len(r.Catalogue)-1]
@@ -162,6 +177,15 @@ func (r *report) write(path string) error {
 		w("\n%s", extra)
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// requestParts lists request counts by "VERB subresource", in order.
+func requestParts(m map[string]float64) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %.0f", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // ratios states the tracker's maximum against the baselines' maxima, the

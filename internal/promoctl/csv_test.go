@@ -83,8 +83,8 @@ func TestBuildPlanIsDeterministic(t *testing.T) {
 		rev[len(lines)-1-i] = l
 	}
 	b := parse(rev)
-	if len(a.Sets) != 8 || len(b.Sets) != len(a.Sets) {
-		t.Fatalf("%d and %d sets, want 8", len(a.Sets), len(b.Sets))
+	if len(a.Sets) != 32 || len(b.Sets) != len(a.Sets) {
+		t.Fatalf("%d and %d sets, want 32", len(a.Sets), len(b.Sets))
 	}
 	for i := range a.Sets {
 		if a.Sets[i].Name != b.Sets[i].Name || fmt.Sprint(a.Sets[i].Spec.Codes) != fmt.Sprint(b.Sets[i].Spec.Codes) {

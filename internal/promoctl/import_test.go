@@ -92,15 +92,15 @@ func TestImportRemovedLineIsRemoved(t *testing.T) {
 // (phase 1 removes, phase 2 adds), and shrinking it deletes the set no longer needed.
 func TestImportSplitsAndMerges(t *testing.T) {
 	ns := newNamespace(t)
-	small, big := csvOf("P", 4000), csvOf("P", 5001)
+	small, big := csvOf("P", 1000), csvOf("P", 1025)
 	mustRun(t, "", "import", writeFile(t, "s.csv", small), "--offer", "o", "-n", ns)
-	if got := sets(t, ns); len(got) != 1 || len(codesOf(got)) != 4000 {
-		t.Fatalf("4000 codes: %d sets, %d codes", len(got), len(codesOf(got)))
+	if got := sets(t, ns); len(got) != 1 || len(codesOf(got)) != 1000 {
+		t.Fatalf("1000 codes: %d sets, %d codes", len(got), len(codesOf(got)))
 	}
 	mustRun(t, "", "import", writeFile(t, "b.csv", big), "--offer", "o", "-n", ns)
 	got := sets(t, ns)
 	if len(got) != 2 || got["o-0000"] == nil || got["o-0001"] == nil {
-		t.Fatalf("5001 codes: sets %v, want o-0000 and o-0001", slices.Collect(maps.Keys(got)))
+		t.Fatalf("1025 codes: sets %v, want o-0000 and o-0001", slices.Collect(maps.Keys(got)))
 	}
 	total := 0
 	for _, s := range got {
@@ -109,27 +109,27 @@ func TestImportSplitsAndMerges(t *testing.T) {
 			t.Errorf("%s has %d codes", s.Name, len(s.Spec.Codes))
 		}
 	}
-	if total != 5001 || len(codesOf(got)) != 5001 {
-		t.Fatalf("%d entries, %d distinct codes, want 5001", total, len(codesOf(got)))
+	if total != 1025 || len(codesOf(got)) != 1025 {
+		t.Fatalf("%d entries, %d distinct codes, want 1025", total, len(codesOf(got)))
 	}
 	r := mustRun(t, "", "import", writeFile(t, "s2.csv", small), "--offer", "o", "-n", ns)
 	if !strings.Contains(r.out, "o-0001 deleted") {
 		t.Errorf("stdout %q", r.out)
 	}
-	if got := sets(t, ns); len(got) != 1 || len(codesOf(got)) != 4000 {
-		t.Fatalf("back to 4000 codes: %d sets, %d codes", len(got), len(codesOf(got)))
+	if got := sets(t, ns); len(got) != 1 || len(codesOf(got)) != 1000 {
+		t.Fatalf("back to 1000 codes: %d sets, %d codes", len(got), len(codesOf(got)))
 	}
 }
 
-func TestImportFromScratchWith5001CodesMakesTwoSets(t *testing.T) {
+func TestImportFromScratchWith1025CodesMakesTwoSets(t *testing.T) {
 	ns := newNamespace(t)
-	mustRun(t, csvOf("Q", 5001), "import", "-", "--offer", "o", "-n", ns)
+	mustRun(t, csvOf("Q", 1025), "import", "-", "--offer", "o", "-n", ns)
 	got := sets(t, ns)
 	if len(got) != 2 {
 		t.Fatalf("%d sets, want 2", len(got))
 	}
-	if n := len(codesOf(got)); n != 5001 {
-		t.Fatalf("%d codes, want 5001", n)
+	if n := len(codesOf(got)); n != 1025 {
+		t.Fatalf("%d codes, want 1025", n)
 	}
 }
 
@@ -175,7 +175,7 @@ good2X,8,,,
 
 func TestDryRunClientPrintsSetsAndAppliesNothing(t *testing.T) {
 	ns := newNamespace(t)
-	r := mustRun(t, csvOf("D", 5001), "import", "-", "--offer", "o", "-n", ns, "--dry-run=client", "-o", "yaml")
+	r := mustRun(t, csvOf("D", 1025), "import", "-", "--offer", "o", "-n", ns, "--dry-run=client", "-o", "yaml")
 	var parsed []trackingv1alpha1.PromoCodeSet
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader([]byte(r.out)), 4096)
 	for {
@@ -198,8 +198,8 @@ func TestDryRunClientPrintsSetsAndAppliesNothing(t *testing.T) {
 		}
 		n += len(s.Spec.Codes)
 	}
-	if n != 5001 {
-		t.Errorf("%d codes in the YAML, want 5001", n)
+	if n != 1025 {
+		t.Errorf("%d codes in the YAML, want 1025", n)
 	}
 	if strings.Contains(r.out, "status") || strings.Contains(r.out, "creationTimestamp") {
 		t.Errorf("the YAML carries status or creationTimestamp")
@@ -208,7 +208,7 @@ func TestDryRunClientPrintsSetsAndAppliesNothing(t *testing.T) {
 		t.Errorf("--dry-run=client applied %d sets", len(got))
 	}
 	// And the printed YAML is what a real import creates.
-	mustRun(t, csvOf("D", 5001), "import", "-", "--offer", "o", "-n", ns)
+	mustRun(t, csvOf("D", 1025), "import", "-", "--offer", "o", "-n", ns)
 	for _, want := range parsed {
 		got := sets(t, ns)[want.Name]
 		if got == nil || !slices.EqualFunc(got.Spec.Codes, want.Spec.Codes, func(a, b trackingv1alpha1.PromoCodeSetEntry) bool {
@@ -370,7 +370,7 @@ func TestDryRunServerStoresNothing(t *testing.T) {
 // The progress bar (drawn when stderr is a terminal) counts the sets written.
 func TestProgressCountsSets(t *testing.T) {
 	ns := newNamespace(t)
-	p, err := promoctl.ParseCSV("f", strings.NewReader(csvOf("PG", 5001)), promoctl.ParseOptions{})
+	p, err := promoctl.ParseCSV("f", strings.NewReader(csvOf("PG", 1025)), promoctl.ParseOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
