@@ -190,17 +190,17 @@ func settled(t *testing.T, ns string, wantSets int) []trackingv1alpha1.PromoCode
 	return l.Items
 }
 
-// Growing an import past 4,096 codes doubles its sets: about half of the
+// Growing an import past 1,024 codes doubles its sets: about half of the
 // codes move from set 0000 to the new set 0001. Written additions-first,
 // 0001's create would be refused by the webhook (its codes still held by
 // 0000, same affiliate and offer: DuplicateCode for the younger set).
 func TestCodesMoveBetweenSetsWithoutRefusalOrRejection(t *testing.T) {
 	ns := setup(t)
-	if out, err := kubectlPromo(csvOf("MV", 4000, 42), "import", "-", "--offer", "o", "-n", ns); err != nil {
+	if out, err := kubectlPromo(csvOf("MV", 1000, 42), "import", "-", "--offer", "o", "-n", ns); err != nil {
 		t.Fatalf("first import: %v\n%s", err, out)
 	}
 	settled(t, ns, 1)
-	out, err := kubectlPromo(csvOf("MV", 5001, 42), "import", "-", "--offer", "o", "-n", ns)
+	out, err := kubectlPromo(csvOf("MV", 1025, 42), "import", "-", "--offer", "o", "-n", ns)
 	if err != nil {
 		t.Fatalf("the import that moves codes was refused: %v\n%s", err, out)
 	}
@@ -211,15 +211,15 @@ func TestCodesMoveBetweenSetsWithoutRefusalOrRejection(t *testing.T) {
 			t.Errorf("%s: %d entries rejected: %+v", s.Name, s.Status.Rejected, s.Status.RejectedCodes)
 		}
 	}
-	if total != 5001 {
-		t.Errorf("%d entries, want 5001", total)
+	if total != 1025 {
+		t.Errorf("%d entries, want 1025", total)
 	}
 	// And back: 0001 is deleted, its codes return to 0000.
-	if out, err := kubectlPromo(csvOf("MV", 4000, 42), "import", "-", "--offer", "o", "-n", ns); err != nil {
+	if out, err := kubectlPromo(csvOf("MV", 1000, 42), "import", "-", "--offer", "o", "-n", ns); err != nil {
 		t.Fatalf("shrinking import: %v\n%s", err, out)
 	}
 	for _, s := range settled(t, ns, 1) {
-		if s.Status.Rejected != 0 || len(s.Spec.Codes) != 4000 {
+		if s.Status.Rejected != 0 || len(s.Spec.Codes) != 1000 {
 			t.Errorf("%s: %d codes, %d rejected", s.Name, len(s.Spec.Codes), s.Status.Rejected)
 		}
 	}
