@@ -1,6 +1,11 @@
 package routing
 
-import "time"
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+	"time"
+)
 
 var t0 = time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
 
@@ -31,4 +36,18 @@ func code(ns, name, c, offerName string, affiliate int64, created time.Duration)
 func dated(c *Claim, start, end time.Time) *Claim {
 	c.Start, c.End = start, end
 	return c
+}
+
+// streamed is the snapshot tbl writes with WriteSnapshot, decoded.
+func streamed(t *testing.T, tbl *Table) Snapshot {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := tbl.WriteSnapshot(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var s Snapshot
+	if err := json.Unmarshal(buf.Bytes(), &s); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -515,6 +515,22 @@ func (in *interner) pending(g *CodeGroup, slots []slot) pending {
 	return p
 }
 
+// pendings returns gs on their way into leaves, in their order, their slots
+// in one array (until merged into leaves).
+func (in *interner) pendings(gs []CodeGroup) []pending {
+	entries := 0
+	for i := range gs {
+		entries += len(gs[i].Entries)
+	}
+	slots := make([]slot, entries)
+	ps := make([]pending, len(gs))
+	for i := range gs {
+		ps[i] = in.pending(&gs[i], slots)
+		slots = slots[len(gs[i].Entries):]
+	}
+	return ps
+}
+
 // NewTable builds a table from a snapshot. Of a code repeated, the last
 // group with entries counts. The table holds none of s's entries, only some
 // of their strings: one copy of each ref, and the codes written other than
@@ -533,17 +549,10 @@ func NewTable(s Snapshot) *Table {
 	for i := range t.nodes {
 		t.nodes[i] = emptyNode
 	}
-	entries := 0
-	for i := range s.Codes {
-		entries += len(s.Codes[i].Entries)
-	}
-	slots := make([]slot, entries) // the groups' slots until merged into leaves
-	ps := make([]pending, len(s.Codes))
+	ps := in.pendings(s.Codes)
 	byShard := make([][]*pending, shardCount)
 	for i := range s.Codes {
 		if g := &s.Codes[i]; len(g.Entries) > 0 {
-			ps[i] = in.pending(g, slots)
-			slots = slots[len(g.Entries):]
 			sh := shardOf(g.Folded)
 			byShard[sh] = append(byShard[sh], &ps[i])
 		}
@@ -604,18 +613,10 @@ func (t *Table) Apply(d Delta) *Table {
 		shard int
 		p     *pending
 	}
-	entries := 0
-	for i := range d.Codes {
-		entries += len(d.Codes[i].Entries)
-	}
-	slots := make([]slot, entries)
-	ps := make([]pending, len(d.Codes))
+	ps := in.pendings(d.Codes)
 	cs := make([]change, len(d.Codes))
 	for i := range d.Codes {
-		g := &d.Codes[i]
-		ps[i] = in.pending(g, slots)
-		slots = slots[len(g.Entries):]
-		cs[i] = change{shardOf(g.Folded), &ps[i]}
+		cs[i] = change{shardOf(d.Codes[i].Folded), &ps[i]}
 	}
 	slices.SortStableFunc(cs, func(a, b change) int {
 		if a.shard != b.shard {

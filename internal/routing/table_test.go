@@ -585,15 +585,7 @@ func TestWrittenCodesSurviveMerges(t *testing.T) {
 			t.Fatalf("group %s = %v, model %v", f, got, es)
 		}
 	}
-	var buf bytes.Buffer
-	if err := tbl.WriteSnapshot(&buf); err != nil {
-		t.Fatal(err)
-	}
-	var s Snapshot
-	if err := json.Unmarshal(buf.Bytes(), &s); err != nil {
-		t.Fatal(err)
-	}
-	again := NewTable(s)
+	again := NewTable(streamed(t, tbl))
 	for f, es := range model {
 		if got := again.Group(f); !slices.Equal(got, es) {
 			t.Fatalf("rebuilt: group %s = %v, model %v", f, got, es)
