@@ -116,18 +116,28 @@ func (p *profiler) wait() {
 	}
 }
 
+// samples yields each sample line of the API server's /metrics with its value.
+func (p *profiler) samples(yield func(line string, v float64)) error {
+	b, err := p.get("/metrics")
+	if err != nil {
+		return err
+	}
+	for line := range strings.Lines(string(b)) {
+		if f := strings.Fields(line); len(f) >= 2 && !strings.HasPrefix(line, "#") {
+			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			yield(line, v)
+		}
+	}
+	return nil
+}
+
 // setRequests counts the API server's requests on PromoCodeSets by verb and
 // subresource ("PATCH status", "APPLY", "LIST"...), from its /metrics.
 func (p *profiler) setRequests() map[string]float64 {
-	b, err := p.get("/metrics")
-	if err != nil {
-		fmt.Println("    API server metrics:", err)
-		return nil
-	}
 	out := map[string]float64{}
-	for line := range strings.Lines(string(b)) {
+	err := p.samples(func(line string, v float64) {
 		if !strings.HasPrefix(line, "apiserver_request_total{") || !strings.Contains(line, `resource="promocodesets"`) {
-			continue
+			return
 		}
 		label := func(k string) string {
 			_, v, ok := strings.Cut(line, k+`="`)
@@ -137,9 +147,11 @@ func (p *profiler) setRequests() map[string]float64 {
 			v, _, _ = strings.Cut(v, `"`)
 			return v
 		}
-		f := strings.Fields(line)
-		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
 		out[strings.TrimSpace(label("verb")+" "+label("subresource"))] += v
+	})
+	if err != nil {
+		fmt.Println("    API server metrics:", err)
+		return nil
 	}
 	return out
 }
@@ -148,23 +160,20 @@ func (p *profiler) setRequests() map[string]float64 {
 // {sum of seconds, count} of apiserver_admission_webhook_admission_duration_seconds
 // for the PromoCodeSet webhook, nil when it cannot be read.
 func (p *profiler) webhookSeconds() []float64 {
-	b, err := p.get("/metrics")
-	if err != nil {
-		return nil
-	}
 	out := []float64{0, 0}
-	for line := range strings.Lines(string(b)) {
+	err := p.samples(func(line string, v float64) {
 		if !strings.Contains(line, "promocodeset") {
-			continue
+			return
 		}
-		f := strings.Fields(line)
-		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
 		switch {
 		case strings.HasPrefix(line, "apiserver_admission_webhook_admission_duration_seconds_sum{"):
 			out[0] += v
 		case strings.HasPrefix(line, "apiserver_admission_webhook_admission_duration_seconds_count{"):
 			out[1] += v
 		}
+	})
+	if err != nil {
+		return nil
 	}
 	return out
 }
